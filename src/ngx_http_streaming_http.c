@@ -1,0 +1,131 @@
+
+/*
+ * Copyright (C) ngx_http_streaming_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_streaming_json.h"
+#include "ngx_http_streaming_http.h"
+
+
+static ngx_str_t  ngx_http_streaming_json_type =
+    ngx_string("application/json");
+
+
+ngx_table_elt_t *
+ngx_http_streaming_header_in(ngx_http_request_t *r, const char *name,
+    size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+ngx_int_t
+ngx_http_streaming_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *content_type, ngx_chain_t *body, off_t size)
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t      *cl;
+    ngx_table_elt_t  *h;
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = *content_type;
+    r->headers_out.content_type_len = content_type->len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = size;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-cache");
+
+    if (size == 0 || r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    for (cl = body; cl->next; cl = cl->next) { /* void */ }
+
+    b = cl->buf;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    return ngx_http_output_filter(r, body);
+}
+
+
+ngx_int_t
+ngx_http_streaming_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    ngx_str_t                 s;
+    ngx_http_streaming_out_t  out;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "streaming error %ui %s: %s", status, code, message);
+
+    ngx_http_streaming_out_init(&out, r->pool);
+
+    ngx_http_streaming_out_literal(&out, "{\"error\":{\"code\":\"");
+    ngx_http_streaming_out_raw(&out, (u_char *) code, ngx_strlen(code));
+    ngx_http_streaming_out_literal(&out, "\",\"message\":");
+
+    s.data = (u_char *) message;
+    s.len = ngx_strlen(message);
+    ngx_http_streaming_out_json_str(&out, &s);
+
+    ngx_http_streaming_out_literal(&out, "}}\n");
+
+    if (out.failed) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* an error answer never leaves a request body half read */
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    return ngx_http_streaming_send(r, status, &ngx_http_streaming_json_type,
+                                   out.first, out.size);
+}

@@ -1,0 +1,27 @@
+
+/*
+ * Copyright (C) ngx_http_streaming_module authors
+ */
+
+
+#ifndef _NGX_HTTP_STREAMING_HTTP_H_INCLUDED_
+#define _NGX_HTTP_STREAMING_HTTP_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+/* request helpers shared by the module's handlers */
+
+
+ngx_table_elt_t *ngx_http_streaming_header_in(ngx_http_request_t *r,
+    const char *name, size_t len);
+ngx_int_t ngx_http_streaming_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *content_type, ngx_chain_t *body, off_t size);
+ngx_int_t ngx_http_streaming_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message);
+
+
+#endif /* _NGX_HTTP_STREAMING_HTTP_H_INCLUDED_ */

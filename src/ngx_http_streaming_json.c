@@ -1,0 +1,129 @@
+
+/*
+ * Copyright (C) ngx_http_streaming_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_streaming_json.h"
+
+
+static u_char *ngx_http_streaming_out_reserve(ngx_http_streaming_out_t *out,
+    size_t len);
+
+
+void
+ngx_http_streaming_out_init(ngx_http_streaming_out_t *out, ngx_pool_t *pool)
+{
+    out->pool = pool;
+    out->first = NULL;
+    out->last = &out->first;
+    out->buf = NULL;
+    out->size = 0;
+    out->failed = 0;
+}
+
+
+void
+ngx_http_streaming_out_raw(ngx_http_streaming_out_t *out, u_char *data,
+    size_t len)
+{
+    u_char  *p;
+
+    p = ngx_http_streaming_out_reserve(out, len);
+    if (p == NULL) {
+        return;
+    }
+
+    out->buf->last = ngx_cpymem(p, data, len);
+}
+
+
+void
+ngx_http_streaming_out_printf(ngx_http_streaming_out_t *out,
+    const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+    u_char    tmp[NGX_HTTP_STREAMING_OUT_BLOCK];
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(tmp, tmp + sizeof(tmp), fmt, args);
+    va_end(args);
+
+    ngx_http_streaming_out_raw(out, tmp, p - tmp);
+}
+
+
+void
+ngx_http_streaming_out_json_str(ngx_http_streaming_out_t *out, ngx_str_t *s)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = s->len + ngx_escape_json(NULL, s->data, s->len);
+
+    p = ngx_http_streaming_out_reserve(out, len + 2);
+    if (p == NULL) {
+        return;
+    }
+
+    *p++ = '"';
+
+    if (len == s->len) {
+        p = ngx_cpymem(p, s->data, len);
+
+    } else {
+        p = (u_char *) ngx_escape_json(p, s->data, s->len);
+    }
+
+    *p++ = '"';
+
+    out->buf->last = p;
+}
+
+
+static u_char *
+ngx_http_streaming_out_reserve(ngx_http_streaming_out_t *out, size_t len)
+{
+    size_t        size;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (out->failed) {
+        return NULL;
+    }
+
+    out->size += len;
+
+    b = out->buf;
+
+    if (b != NULL && (size_t) (b->end - b->last) >= len) {
+        return b->last;
+    }
+
+    size = ngx_max(len, NGX_HTTP_STREAMING_OUT_BLOCK);
+
+    b = ngx_create_temp_buf(out->pool, size);
+    if (b == NULL) {
+        out->failed = 1;
+        return NULL;
+    }
+
+    cl = ngx_alloc_chain_link(out->pool);
+    if (cl == NULL) {
+        out->failed = 1;
+        return NULL;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    *out->last = cl;
+    out->last = &cl->next;
+    out->buf = b;
+
+    return b->last;
+}
