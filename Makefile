@@ -1,0 +1,64 @@
+# ngx_http_streaming_module
+#
+#   make            the module for Debian's nginx (build/debian/*.so)
+#   make test       build it and run the test suite against Debian's nginx
+#   make demo       run nginx with conf-examples/demo.conf and the mock LLM
+#   make asan       the test suite on nginx 1.26 built with ASan + UBSan
+#   make test-1.26  the test suite on nginx 1.26 built from source
+#   make debug      nginx $(NGINX_VERSION) from source, with the module, -O0
+#
+# NGINX_SRC=/path/to/nginx   build from that tree instead of apt-get source
+# TEST=t/010-zone.t          run only these tests
+
+NGINX_VERSION ?= 1.26
+TEST          ?= t/
+PROVE         ?= prove
+PROVE_FLAGS   ?= -r
+
+CC            ?= cc
+MOCK_CFLAGS    = -O2 -g -Wall -Wextra -Werror
+
+SRCS = config $(wildcard src/*.c src/*.h)
+
+.PHONY: all module mock test asan test-1.26 debug demo clean
+
+all: module
+
+module: build/debian/ngx_http_streaming_module.so
+
+build/debian/ngx_http_streaming_module.so: $(SRCS) util/build-debian.sh
+	util/build-debian.sh
+
+mock: build/mock-llm
+
+build/mock-llm: util/mock-llm/mock-llm.c
+	@mkdir -p build
+	$(CC) $(MOCK_CFLAGS) -o $@ $<
+
+test: module mock
+	util/install-deps.sh test
+	$(PROVE) $(PROVE_FLAGS) $(TEST)
+
+asan: mock
+	util/install-deps.sh asan
+	util/build-nginx.sh 1.26 asan
+	TEST_NGINX_BINARY=$(CURDIR)/build/nginx-1.26-asan/nginx \
+	TEST_NGINX_MODULE= \
+	$(PROVE) $(PROVE_FLAGS) $(TEST)
+
+test-1.26: mock
+	util/install-deps.sh asan
+	util/build-nginx.sh 1.26 release
+	TEST_NGINX_BINARY=$(CURDIR)/build/nginx-1.26-release/nginx \
+	TEST_NGINX_MODULE=$(CURDIR)/build/nginx-1.26-release/ngx_http_streaming_module.so \
+	$(PROVE) $(PROVE_FLAGS) $(TEST)
+
+debug:
+	util/build-nginx.sh $(NGINX_VERSION) debug
+
+demo: module mock
+	util/install-deps.sh demo
+	util/demo.sh
+
+clean:
+	rm -rf build
