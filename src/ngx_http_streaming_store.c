@@ -12,6 +12,14 @@
 #include "ngx_http_streaming_store.h"
 
 
+static void ngx_http_streaming_store_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void *ngx_http_streaming_store_alloc_locked(
+    ngx_http_streaming_zone_t *zone, size_t size);
+static void ngx_http_streaming_store_drop_head_locked(
+    ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st);
+
+
 ngx_str_t  ngx_http_streaming_status_names[] = {
     ngx_string("active"),
     ngx_string("paused"),
@@ -70,7 +78,9 @@ ngx_http_streaming_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
      * sh->rbtree.insert is a function pointer living in shared memory:
      * whoever inserts sets it to its own copy first, under the lock
      */
-    ngx_rbtree_init(&sh->rbtree, &sh->sentinel, ngx_rbtree_insert_value);
+    ngx_rbtree_init(&sh->rbtree, &sh->sentinel,
+                    ngx_http_streaming_store_rbtree_insert);
+    ngx_queue_init(&sh->live);
     ngx_queue_init(&sh->finished);
 
     if (RAND_bytes(sh->nonce, sizeof(sh->nonce)) != 1) {
@@ -138,3 +148,466 @@ ngx_http_streaming_store_stats(ngx_http_streaming_zone_t *zone,
     st->rejected = sh->totals.rejected;
 }
 
+
+
+uint64_t
+ngx_http_streaming_store_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+ngx_int_t
+ngx_http_streaming_store_id_valid(u_char *id, size_t len)
+{
+    u_char  *p, *last;
+
+    if (len == 0 || len > NGX_HTTP_STREAMING_ID_MAX) {
+        return 0;
+    }
+
+    for (p = id, last = id + len; p < last; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+            || (*p >= '0' && *p <= '9')
+            || *p == '.' || *p == '_' || *p == '~' || *p == '-')
+        {
+            continue;
+        }
+
+        return 0;
+    }
+
+    return 1;
+}
+
+
+ngx_http_streaming_stream_t *
+ngx_http_streaming_store_find_locked(ngx_http_streaming_zone_t *zone,
+    u_char *id, size_t len)
+{
+    uint32_t                      hash;
+    ngx_int_t                     rc;
+    ngx_rbtree_node_t            *node, *sentinel;
+    ngx_http_streaming_stream_t  *st;
+
+    hash = ngx_crc32_short(id, len);
+
+    node = zone->sh->rbtree.root;
+    sentinel = zone->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        st = (ngx_http_streaming_stream_t *) node;
+
+        rc = ngx_memn2cmp(id, st->id, len, st->id_len);
+
+        if (rc == 0) {
+            return st;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * NGX_OK: created; NGX_DECLINED: the id exists (*stream is that stream);
+ * NGX_BUSY: max_streams reached; NGX_ERROR: the zone is full.
+ */
+ngx_int_t
+ngx_http_streaming_store_create_locked(ngx_http_streaming_zone_t *zone,
+    u_char *id, size_t len, ngx_http_streaming_stream_t **stream)
+{
+    uint64_t                      now;
+    ngx_http_streaming_shctx_t   *sh;
+    ngx_http_streaming_stream_t  *st;
+
+    sh = zone->sh;
+    now = ngx_http_streaming_store_now();
+
+    (void) ngx_http_streaming_store_expire_locked(zone, now);
+
+    st = ngx_http_streaming_store_find_locked(zone, id, len);
+    if (st) {
+        *stream = st;
+        return NGX_DECLINED;
+    }
+
+    if (zone->max_streams
+        && sh->streams[NGX_HTTP_STREAMING_ACTIVE]
+           + sh->streams[NGX_HTTP_STREAMING_PAUSED] >= zone->max_streams)
+    {
+        sh->totals.rejected++;
+        return NGX_BUSY;
+    }
+
+    st = ngx_http_streaming_store_alloc_locked(zone,
+                                         sizeof(ngx_http_streaming_stream_t));
+    if (st == NULL) {
+        sh->totals.rejected++;
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(st, sizeof(ngx_http_streaming_stream_t));
+
+    ngx_memcpy(st->id, id, len);
+    st->id_len = (u_char) len;
+    st->node.key = ngx_crc32_short(id, len);
+
+    st->first = 1;
+    st->created = now;
+    st->updated = now;
+    st->checkpoint_time = now;
+    st->total_size = -1;
+    st->producer = ngx_pid;
+    st->status = NGX_HTTP_STREAMING_ACTIVE;
+
+    if (RAND_bytes(st->nonce, sizeof(st->nonce)) != 1) {
+        ngx_slab_free_locked(zone->shpool, st);
+        return NGX_ERROR;
+    }
+
+    /* the pointer must be this process's own copy of the function */
+    sh->rbtree.insert = ngx_http_streaming_store_rbtree_insert;
+    ngx_rbtree_insert(&sh->rbtree, &st->node);
+
+    ngx_queue_insert_tail(&sh->live, &st->queue);
+
+    sh->streams[NGX_HTTP_STREAMING_ACTIVE]++;
+    sh->totals.created++;
+
+    *stream = st;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_streaming_store_delete_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st)
+{
+    ngx_http_streaming_shctx_t  *sh;
+
+    sh = zone->sh;
+
+    while (st->head) {
+        ngx_http_streaming_store_drop_head_locked(zone, st);
+    }
+
+    ngx_rbtree_delete(&sh->rbtree, &st->node);
+    ngx_queue_remove(&st->queue);
+
+    sh->streams[st->status]--;
+
+    ngx_slab_free_locked(zone->shpool, st);
+}
+
+
+/*
+ * A chunk for the stream's next sequence number, to be filled and then
+ * committed.  When the zone is full, finished streams nobody reads are
+ * reclaimed, oldest first, then this stream's own history up to
+ * "delivered" (every subscriber has it); NULL means that was not enough.
+ */
+ngx_http_streaming_chunk_t *
+ngx_http_streaming_store_chunk_alloc_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st, size_t len, uint64_t delivered)
+{
+    size_t                       size;
+    ngx_http_streaming_chunk_t  *chunk;
+
+    size = offsetof(ngx_http_streaming_chunk_t, data) + len;
+
+    for ( ;; ) {
+        chunk = ngx_http_streaming_store_alloc_locked(zone, size);
+        if (chunk) {
+            break;
+        }
+
+        if (st->head == NULL || st->head->sequence > delivered) {
+            return NULL;
+        }
+
+        ngx_http_streaming_store_drop_head_locked(zone, st);
+    }
+
+    chunk->next = NULL;
+    chunk->sequence = st->sequence + 1;
+    chunk->len = (uint32_t) len;
+    chunk->reserved = 0;
+
+    return chunk;
+}
+
+
+/*
+ * "delivered" is the last sequence every attached subscriber has received:
+ * history beyond the zone's buffer is dropped oldest first, but only up to
+ * there.
+ */
+void
+ngx_http_streaming_store_chunk_commit_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st, ngx_http_streaming_chunk_t *chunk,
+    uint64_t delivered)
+{
+    ngx_http_streaming_shctx_t  *sh;
+
+    sh = zone->sh;
+
+    if (st->tail) {
+        st->tail->next = chunk;
+
+    } else {
+        st->head = chunk;
+        st->first = chunk->sequence;
+    }
+
+    st->tail = chunk;
+    st->history += chunk->len;
+    st->bytes += chunk->len;
+    st->updated = ngx_http_streaming_store_now();
+
+    ngx_memory_barrier();
+
+    st->sequence = chunk->sequence;
+
+    ngx_queue_remove(&st->queue);
+    ngx_queue_insert_tail(&sh->live, &st->queue);
+
+    sh->totals.chunks++;
+    sh->totals.bytes += chunk->len;
+
+    while (st->history > zone->buffer
+           && st->head != chunk
+           && st->head->sequence <= delivered)
+    {
+        ngx_http_streaming_store_drop_head_locked(zone, st);
+    }
+}
+
+
+void
+ngx_http_streaming_store_set_status_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st, ngx_uint_t status)
+{
+    zone->sh->streams[st->status]--;
+    zone->sh->streams[status]++;
+    st->status = (u_char) status;
+    st->updated = ngx_http_streaming_store_now();
+}
+
+
+void
+ngx_http_streaming_store_finish_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st, ngx_uint_t status, ngx_str_t *code,
+    ngx_str_t *message)
+{
+    size_t  len;
+
+    if (st->status != NGX_HTTP_STREAMING_ACTIVE
+        && st->status != NGX_HTTP_STREAMING_PAUSED)
+    {
+        return;
+    }
+
+    ngx_http_streaming_store_set_status_locked(zone, st, status);
+
+    st->finished = st->updated;
+    ngx_http_streaming_store_checkpoint_locked(st, st->finished);
+
+    if (code) {
+        len = ngx_min(code->len, NGX_HTTP_STREAMING_CODE_MAX);
+        ngx_memcpy(st->code, code->data, len);
+        st->code_len = (u_char) len;
+    }
+
+    if (message) {
+        len = ngx_min(message->len, NGX_HTTP_STREAMING_MESSAGE_MAX);
+        ngx_memcpy(st->message, message->data, len);
+        st->message_len = (u_char) len;
+    }
+
+    ngx_queue_remove(&st->queue);
+    ngx_queue_insert_tail(&zone->sh->finished, &st->queue);
+}
+
+
+void
+ngx_http_streaming_store_checkpoint_locked(ngx_http_streaming_stream_t *st,
+    uint64_t now)
+{
+    st->checkpoint_sequence = st->sequence;
+    st->checkpoint_bytes = st->bytes;
+    st->checkpoint_time = now;
+}
+
+
+/*
+ * Ends streams idle for longer than idle_timeout and removes finished
+ * streams older than ttl; a bounded amount of work per call, since the
+ * zone is locked.  Returns how many streams it ended or removed.
+ */
+ngx_uint_t
+ngx_http_streaming_store_expire_locked(ngx_http_streaming_zone_t *zone,
+    uint64_t now)
+{
+    ngx_uint_t                    n;
+    ngx_queue_t                  *q;
+    ngx_http_streaming_shctx_t   *sh;
+    ngx_http_streaming_stream_t  *st;
+
+    static ngx_str_t  idle = ngx_string("IDLE_TIMEOUT");
+    static ngx_str_t  idle_message = ngx_string("nothing received for "
+                                                "the idle timeout");
+
+    sh = zone->sh;
+
+    for (n = 0; n < 64 && zone->idle_timeout; n++) {
+        if (ngx_queue_empty(&sh->live)) {
+            break;
+        }
+
+        q = ngx_queue_head(&sh->live);
+        st = ngx_queue_data(q, ngx_http_streaming_stream_t, queue);
+
+        if (st->updated + zone->idle_timeout > now) {
+            break;
+        }
+
+        ngx_http_streaming_store_finish_locked(zone, st,
+                                               NGX_HTTP_STREAMING_ERROR,
+                                               &idle, &idle_message);
+    }
+
+    for ( /* void */ ; n < 128; n++) {
+        if (ngx_queue_empty(&sh->finished)) {
+            break;
+        }
+
+        q = ngx_queue_head(&sh->finished);
+        st = ngx_queue_data(q, ngx_http_streaming_stream_t, queue);
+
+        if (st->finished + zone->ttl > now) {
+            break;
+        }
+
+        ngx_http_streaming_store_delete_locked(zone, st);
+    }
+
+    return n;
+}
+
+
+static void
+ngx_http_streaming_store_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t           **p;
+    ngx_http_streaming_stream_t  *a, *b;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            a = (ngx_http_streaming_stream_t *) node;
+            b = (ngx_http_streaming_stream_t *) temp;
+
+            p = (ngx_memn2cmp(a->id, b->id, a->id_len, b->id_len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/* finished streams that nobody reads give way to new data, oldest first */
+static void *
+ngx_http_streaming_store_alloc_locked(ngx_http_streaming_zone_t *zone,
+    size_t size)
+{
+    void                         *p;
+    ngx_queue_t                  *q, *next;
+    ngx_http_streaming_stream_t  *st;
+
+    p = ngx_slab_alloc_locked(zone->shpool, size);
+    if (p) {
+        return p;
+    }
+
+    for (q = ngx_queue_head(&zone->sh->finished);
+         q != ngx_queue_sentinel(&zone->sh->finished);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        st = ngx_queue_data(q, ngx_http_streaming_stream_t, queue);
+
+        if (st->subscribers) {
+            continue;
+        }
+
+        ngx_http_streaming_store_delete_locked(zone, st);
+
+        p = ngx_slab_alloc_locked(zone->shpool, size);
+        if (p) {
+            return p;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_streaming_store_drop_head_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st)
+{
+    ngx_http_streaming_chunk_t  *chunk;
+
+    chunk = st->head;
+
+    st->head = chunk->next;
+
+    if (st->head == NULL) {
+        st->tail = NULL;
+        st->first = st->sequence + 1;
+
+    } else {
+        st->first = st->head->sequence;
+    }
+
+    st->history -= chunk->len;
+
+    ngx_slab_free_locked(zone->shpool, chunk);
+}

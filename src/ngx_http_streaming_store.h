@@ -19,7 +19,12 @@
 
 
 #define NGX_HTTP_STREAMING_ZONE_MAGIC    0x5354524dU    /* "STRM" */
-#define NGX_HTTP_STREAMING_ZONE_LAYOUT   1
+#define NGX_HTTP_STREAMING_ZONE_LAYOUT   2
+
+#define NGX_HTTP_STREAMING_ID_MAX        128
+#define NGX_HTTP_STREAMING_TYPE_MAX      127
+#define NGX_HTTP_STREAMING_CODE_MAX      32
+#define NGX_HTTP_STREAMING_MESSAGE_MAX   160
 
 
 typedef enum {
@@ -30,6 +35,60 @@ typedef enum {
     NGX_HTTP_STREAMING_CANCELLED,
     NGX_HTTP_STREAMING_NSTATUS
 } ngx_http_streaming_status_e;
+
+
+/*
+ * A chunk.  Its sequence number is written before it is linked, and the
+ * stream's sequence after that, so that a worker dying in the middle of an
+ * append never leaves a half-written chunk visible.
+ */
+typedef struct ngx_http_streaming_chunk_s  ngx_http_streaming_chunk_t;
+
+struct ngx_http_streaming_chunk_s {
+    ngx_http_streaming_chunk_t     *next;
+    uint64_t                        sequence;
+    uint32_t                        len;
+    uint32_t                        reserved;
+    u_char                          data[1];
+};
+
+
+typedef struct {
+    ngx_rbtree_node_t               node;       /* key: crc32 of the id */
+    ngx_queue_t                     queue;      /* sh->live or sh->finished */
+
+    uint64_t                        sequence;   /* the last chunk stored */
+    uint64_t                        first;      /* the oldest retained */
+    uint64_t                        bytes;      /* every chunk stored */
+    uint64_t                        history;    /* bytes retained */
+    ngx_http_streaming_chunk_t     *head;
+    ngx_http_streaming_chunk_t     *tail;
+
+    uint64_t                        checkpoint_sequence;
+    uint64_t                        checkpoint_bytes;
+    uint64_t                        checkpoint_time;
+
+    uint64_t                        created;    /* Unix time, ms */
+    uint64_t                        updated;
+    uint64_t                        finished;
+    int64_t                         total_size; /* -1: unknown */
+
+    ngx_pid_t                       producer;
+    ngx_uint_t                      subscribers;
+
+    u_char                          status;
+    u_char                          framing;
+    u_char                          id_len;
+    u_char                          type_len;
+    u_char                          code_len;
+    u_char                          message_len;
+
+    u_char                          nonce[16];
+    u_char                          id[NGX_HTTP_STREAMING_ID_MAX];
+    u_char                          type[NGX_HTTP_STREAMING_TYPE_MAX];
+    u_char                          code[NGX_HTTP_STREAMING_CODE_MAX];
+    u_char                          message[NGX_HTTP_STREAMING_MESSAGE_MAX];
+} ngx_http_streaming_stream_t;
 
 
 /* zone-wide counters, only ever increased */
@@ -55,6 +114,7 @@ typedef struct {
 
     ngx_rbtree_t                    rbtree;
     ngx_rbtree_node_t               sentinel;
+    ngx_queue_t                     live;       /* least recently updated first */
     ngx_queue_t                     finished;   /* oldest first */
 
     ngx_uint_t                      streams[NGX_HTTP_STREAMING_NSTATUS];
@@ -99,6 +159,40 @@ ngx_int_t ngx_http_streaming_store_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 void ngx_http_streaming_store_stats(ngx_http_streaming_zone_t *zone,
     ngx_http_streaming_zone_stats_t *st);
+
+uint64_t ngx_http_streaming_store_now(void);
+ngx_int_t ngx_http_streaming_store_id_valid(u_char *id, size_t len);
+
+#define ngx_http_streaming_store_lock(zone)                                  \
+    ngx_shmtx_lock(&(zone)->shpool->mutex)
+#define ngx_http_streaming_store_unlock(zone)                                \
+    ngx_shmtx_unlock(&(zone)->shpool->mutex)
+
+/* the following are called with the zone locked */
+
+ngx_http_streaming_stream_t *ngx_http_streaming_store_find_locked(
+    ngx_http_streaming_zone_t *zone, u_char *id, size_t len);
+ngx_int_t ngx_http_streaming_store_create_locked(
+    ngx_http_streaming_zone_t *zone, u_char *id, size_t len,
+    ngx_http_streaming_stream_t **stream);
+void ngx_http_streaming_store_delete_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st);
+ngx_http_streaming_chunk_t *ngx_http_streaming_store_chunk_alloc_locked(
+    ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
+    size_t len, uint64_t delivered);
+void ngx_http_streaming_store_chunk_commit_locked(
+    ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
+    ngx_http_streaming_chunk_t *chunk, uint64_t delivered);
+void ngx_http_streaming_store_finish_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st, ngx_uint_t status, ngx_str_t *code,
+    ngx_str_t *message);
+void ngx_http_streaming_store_set_status_locked(
+    ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
+    ngx_uint_t status);
+void ngx_http_streaming_store_checkpoint_locked(
+    ngx_http_streaming_stream_t *st, uint64_t now);
+ngx_uint_t ngx_http_streaming_store_expire_locked(
+    ngx_http_streaming_zone_t *zone, uint64_t now);
 
 extern ngx_str_t  ngx_http_streaming_status_names[];
 
