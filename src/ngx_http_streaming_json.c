@@ -17,12 +17,80 @@ static u_char *ngx_http_streaming_out_reserve(ngx_http_streaming_out_t *out,
 void
 ngx_http_streaming_out_init(ngx_http_streaming_out_t *out, ngx_pool_t *pool)
 {
+    ngx_memzero(out, sizeof(ngx_http_streaming_out_t));
+
     out->pool = pool;
+    out->last = &out->first;
+}
+
+
+/* starts the next output; sent buffers come back through out->free */
+void
+ngx_http_streaming_out_reset(ngx_http_streaming_out_t *out)
+{
     out->first = NULL;
     out->last = &out->first;
     out->buf = NULL;
     out->size = 0;
-    out->failed = 0;
+}
+
+
+void
+ngx_http_streaming_out_free(ngx_http_streaming_out_t *out)
+{
+    if (out->tmp) {
+        ngx_free(out->tmp);
+        out->tmp = NULL;
+        out->tmp_size = 0;
+    }
+}
+
+
+/* a scratch area, valid until the next call */
+u_char *
+ngx_http_streaming_out_tmp(ngx_http_streaming_out_t *out, size_t len)
+{
+    size_t   size;
+    u_char  *p;
+
+    if (len <= out->tmp_size) {
+        return out->tmp;
+    }
+
+    size = ngx_max(len, 2 * out->tmp_size);
+    size = ngx_max(size, NGX_HTTP_STREAMING_OUT_BLOCK);
+
+    p = ngx_alloc(size, ngx_cycle->log);
+    if (p == NULL) {
+        out->failed = 1;
+        return NULL;
+    }
+
+    if (out->tmp) {
+        ngx_free(out->tmp);
+    }
+
+    out->tmp = p;
+    out->tmp_size = size;
+
+    return p;
+}
+
+
+/* room for exactly len bytes, which the caller writes */
+u_char *
+ngx_http_streaming_out_alloc(ngx_http_streaming_out_t *out, size_t len)
+{
+    u_char  *p;
+
+    p = ngx_http_streaming_out_reserve(out, len);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    out->buf->last = p + len;
+
+    return p;
 }
 
 
@@ -88,9 +156,9 @@ ngx_http_streaming_out_json_str(ngx_http_streaming_out_t *out, ngx_str_t *s)
 static u_char *
 ngx_http_streaming_out_reserve(ngx_http_streaming_out_t *out, size_t len)
 {
-    size_t        size;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    size_t         size;
+    ngx_buf_t     *b;
+    ngx_chain_t   *cl, **ll;
 
     if (out->failed) {
         return NULL;
@@ -104,6 +172,25 @@ ngx_http_streaming_out_reserve(ngx_http_streaming_out_t *out, size_t len)
         return b->last;
     }
 
+    /* a sent buffer that is large enough, else a new one */
+
+    for (ll = &out->free; *ll; ll = &(*ll)->next) {
+        if ((size_t) ((*ll)->buf->end - (*ll)->buf->start) >= len) {
+            cl = *ll;
+            *ll = cl->next;
+            cl->next = NULL;
+
+            b = cl->buf;
+            b->pos = b->start;
+            b->last = b->start;
+            b->flush = 0;
+            b->last_buf = 0;
+            b->last_in_chain = 0;
+
+            goto found;
+        }
+    }
+
     size = ngx_max(len, NGX_HTTP_STREAMING_OUT_BLOCK);
 
     b = ngx_create_temp_buf(out->pool, size);
@@ -111,6 +198,8 @@ ngx_http_streaming_out_reserve(ngx_http_streaming_out_t *out, size_t len)
         out->failed = 1;
         return NULL;
     }
+
+    b->tag = out->tag;
 
     cl = ngx_alloc_chain_link(out->pool);
     if (cl == NULL) {
@@ -120,6 +209,8 @@ ngx_http_streaming_out_reserve(ngx_http_streaming_out_t *out, size_t len)
 
     cl->buf = b;
     cl->next = NULL;
+
+found:
 
     *out->last = cl;
     out->last = &cl->next;
