@@ -11,14 +11,15 @@ want=""
 for what in "${@:-test}"; do
     case "$what" in
     build) want="$want gcc make nginx nginx-dev libpcre2-dev zlib1g-dev
-                       libssl-dev" ;;
-    src)   want="$want gcc make dpkg-dev libpcre2-dev zlib1g-dev libssl-dev" ;;
+                       libssl-dev libjansson-dev" ;;
+    src)   want="$want gcc make dpkg-dev libpcre2-dev zlib1g-dev libssl-dev libjansson-dev" ;;
     test)  want="$want gcc make nginx nginx-dev libpcre2-dev zlib1g-dev
-                       libssl-dev perl curl" ;;
-    asan)  want="$want gcc make dpkg-dev libpcre2-dev zlib1g-dev libssl-dev
+                       libssl-dev libjansson-dev perl curl" ;;
+    asan)  want="$want gcc make dpkg-dev libpcre2-dev zlib1g-dev libssl-dev libjansson-dev
                        perl curl" ;;
+    fuzz)  want="$want clang libclang-rt-14-dev libssl-dev libjansson-dev" ;;
     demo)  want="$want gcc make nginx nginx-dev libpcre2-dev zlib1g-dev
-                       libssl-dev curl" ;;
+                       libssl-dev libjansson-dev curl" ;;
     *) echo "install-deps.sh: unknown set \"$what\"" >&2; exit 2 ;;
     esac
 done
