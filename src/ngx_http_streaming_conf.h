@@ -24,9 +24,33 @@
 #define NGX_HTTP_STREAMING_VERSION  "0.1.0"
 
 
+typedef enum {
+    NGX_HTTP_STREAMING_OVERFLOW_PAUSE = 0,
+    NGX_HTTP_STREAMING_OVERFLOW_EVICT
+} ngx_http_streaming_overflow_e;
+
+
 typedef struct {
     ngx_array_t                     zones;  /* ngx_http_streaming_zone_t * */
+    ngx_array_t                     used;   /* ngx_shm_zone_t *, by name */
+    ngx_uint_t                      producers;
 } ngx_http_streaming_main_conf_t;
+
+
+typedef struct {
+    ngx_shm_zone_t                 *zone;         /* streaming */
+    ngx_http_complex_value_t       *id;
+    ngx_uint_t                      framing;
+    size_t                          bytes_size;
+    ngx_uint_t                      format;
+    ngx_msec_t                      detach;
+    ngx_uint_t                      overflow;
+    ngx_uint_t                      window;
+    ngx_msec_t                      heartbeat;
+    ngx_msec_t                      checkpoint;
+    size_t                          max_chunk;
+    size_t                          send_buffer;
+} ngx_http_streaming_loc_conf_t;
 
 
 extern ngx_module_t  ngx_http_streaming_module;

@@ -9,6 +9,9 @@
 #include <ngx_http.h>
 
 #include "ngx_http_streaming_conf.h"
+#include "ngx_http_streaming_framing.h"
+#include "ngx_http_streaming_format.h"
+#include "ngx_http_streaming_producer.h"
 #include "ngx_http_streaming_status.h"
 
 
@@ -17,8 +20,25 @@
 #define NGX_HTTP_STREAMING_DEFAULT_IDLE_TIMEOUT  (5 * 60 * 1000)
 #define NGX_HTTP_STREAMING_MIN_ZONE_PAGES        8
 
+#define NGX_HTTP_STREAMING_DEFAULT_WINDOW        64
+#define NGX_HTTP_STREAMING_DEFAULT_HEARTBEAT     15000
+#define NGX_HTTP_STREAMING_DEFAULT_CHECKPOINT    10000
+#define NGX_HTTP_STREAMING_DEFAULT_MAX_CHUNK     (1024 * 1024)
+#define NGX_HTTP_STREAMING_DEFAULT_SEND_BUFFER   (256 * 1024)
 
+
+static ngx_int_t ngx_http_streaming_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_streaming_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_streaming_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_streaming_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_streaming_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_streaming(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_streaming_framing(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_streaming_off_msec(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_streaming_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_streaming_zone_param(ngx_conf_t *cf,
@@ -27,6 +47,33 @@ static ngx_int_t ngx_http_streaming_zone_resized(ngx_conf_t *cf,
     ngx_str_t *name, size_t size);
 static char *ngx_http_streaming_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_streaming_init_process(ngx_cycle_t *cycle);
+static void ngx_http_streaming_sweep(ngx_event_t *ev);
+
+
+/* how often each worker ends idle streams and removes expired ones */
+#define NGX_HTTP_STREAMING_SWEEP  1000
+
+
+static ngx_conf_enum_t  ngx_http_streaming_formats[] = {
+    { ngx_string("passthrough"), NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH },
+    { ngx_string("omni"), NGX_HTTP_STREAMING_FORMAT_OMNI },
+    { ngx_string("ndjson"), NGX_HTTP_STREAMING_FORMAT_NDJSON },
+    { ngx_string("jsonrpc"), NGX_HTTP_STREAMING_FORMAT_JSONRPC },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_streaming_overflows[] = {
+    { ngx_string("pause"), NGX_HTTP_STREAMING_OVERFLOW_PAUSE },
+    { ngx_string("evict"), NGX_HTTP_STREAMING_OVERFLOW_EVICT },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_num_bounds_t  ngx_http_streaming_window_bounds = {
+    ngx_conf_check_num_bounds, 1, 1000000
+};
 
 
 static ngx_command_t  ngx_http_streaming_commands[] = {
@@ -36,6 +83,83 @@ static ngx_command_t  ngx_http_streaming_commands[] = {
       ngx_http_streaming_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("streaming"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_streaming,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("streaming_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_streaming_loc_conf_t, id),
+      NULL },
+
+    { ngx_string("streaming_framing"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_streaming_framing,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("streaming_format"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_streaming_loc_conf_t, format),
+      &ngx_http_streaming_formats },
+
+    { ngx_string("streaming_detach"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_streaming_off_msec,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_streaming_loc_conf_t, detach),
+      NULL },
+
+    { ngx_string("streaming_overflow"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_streaming_loc_conf_t, overflow),
+      &ngx_http_streaming_overflows },
+
+    { ngx_string("streaming_window"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_streaming_loc_conf_t, window),
+      &ngx_http_streaming_window_bounds },
+
+    { ngx_string("streaming_heartbeat"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_streaming_off_msec,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_streaming_loc_conf_t, heartbeat),
+      NULL },
+
+    { ngx_string("streaming_checkpoint"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_streaming_off_msec,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_streaming_loc_conf_t, checkpoint),
+      NULL },
+
+    { ngx_string("streaming_max_chunk"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_streaming_loc_conf_t, max_chunk),
+      NULL },
+
+    { ngx_string("streaming_send_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_streaming_loc_conf_t, send_buffer),
       NULL },
 
     { ngx_string("streaming_status"),
@@ -50,8 +174,8 @@ static ngx_command_t  ngx_http_streaming_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_streaming_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_streaming_preconfiguration,   /* preconfiguration */
+    ngx_http_streaming_postconfiguration,  /* postconfiguration */
 
     ngx_http_streaming_create_main_conf,   /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -59,8 +183,8 @@ static ngx_http_module_t  ngx_http_streaming_module_ctx = {
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_http_streaming_create_loc_conf,    /* create location configuration */
+    ngx_http_streaming_merge_loc_conf      /* merge location configuration */
 };
 
 
@@ -71,13 +195,49 @@ ngx_module_t  ngx_http_streaming_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_streaming_init_process,       /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_http_streaming_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_streaming_producer_add_variables(cf);
+}
+
+
+/* every zone used is declared; filters are installed only when used */
+static ngx_int_t
+ngx_http_streaming_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_uint_t                       i;
+    ngx_shm_zone_t                 **used;
+    ngx_http_streaming_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_streaming_module);
+
+    used = smcf->used.elts;
+
+    for (i = 0; i < smcf->used.nelts; i++) {
+        if (used[i]->data == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown streaming_zone \"%V\"",
+                               &used[i]->shm.name);
+            return NGX_ERROR;
+        }
+    }
+
+    if (smcf->producers) {
+        return ngx_http_streaming_producer_init(cf);
+    }
+
+    return NGX_OK;
+}
 
 
 static void *
@@ -97,7 +257,239 @@ ngx_http_streaming_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&smcf->used, cf->pool, 2, sizeof(ngx_shm_zone_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return smcf;
+}
+
+
+static void *
+ngx_http_streaming_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_streaming_loc_conf_t  *slcf;
+
+    slcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_streaming_loc_conf_t));
+    if (slcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     slcf->id = NULL;
+     */
+
+    slcf->zone = NGX_CONF_UNSET_PTR;
+    slcf->framing = NGX_CONF_UNSET_UINT;
+    slcf->bytes_size = NGX_CONF_UNSET_SIZE;
+    slcf->format = NGX_CONF_UNSET_UINT;
+    slcf->detach = NGX_CONF_UNSET_MSEC;
+    slcf->overflow = NGX_CONF_UNSET_UINT;
+    slcf->window = NGX_CONF_UNSET_UINT;
+    slcf->heartbeat = NGX_CONF_UNSET_MSEC;
+    slcf->checkpoint = NGX_CONF_UNSET_MSEC;
+    slcf->max_chunk = NGX_CONF_UNSET_SIZE;
+    slcf->send_buffer = NGX_CONF_UNSET_SIZE;
+
+    return slcf;
+}
+
+
+static char *
+ngx_http_streaming_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_streaming_loc_conf_t *prev = parent;
+    ngx_http_streaming_loc_conf_t *conf = child;
+
+    ngx_conf_merge_ptr_value(conf->zone, prev->zone, NULL);
+
+    if (conf->id == NULL) {
+        conf->id = prev->id;
+    }
+
+    if (conf->framing == NGX_CONF_UNSET_UINT) {
+        conf->framing = prev->framing;
+        conf->bytes_size = prev->bytes_size;
+    }
+
+    ngx_conf_merge_uint_value(conf->framing, prev->framing,
+                              NGX_HTTP_STREAMING_FRAMING_AUTO);
+    ngx_conf_merge_size_value(conf->bytes_size, prev->bytes_size,
+                              NGX_HTTP_STREAMING_FRAMING_BYTES_SIZE);
+    ngx_conf_merge_uint_value(conf->format, prev->format,
+                              NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH);
+    ngx_conf_merge_msec_value(conf->detach, prev->detach, 0);
+    ngx_conf_merge_uint_value(conf->overflow, prev->overflow,
+                              NGX_HTTP_STREAMING_OVERFLOW_PAUSE);
+    ngx_conf_merge_uint_value(conf->window, prev->window,
+                              NGX_HTTP_STREAMING_DEFAULT_WINDOW);
+    ngx_conf_merge_msec_value(conf->heartbeat, prev->heartbeat,
+                              NGX_HTTP_STREAMING_DEFAULT_HEARTBEAT);
+    ngx_conf_merge_msec_value(conf->checkpoint, prev->checkpoint,
+                              NGX_HTTP_STREAMING_DEFAULT_CHECKPOINT);
+    ngx_conf_merge_size_value(conf->max_chunk, prev->max_chunk,
+                              NGX_HTTP_STREAMING_DEFAULT_MAX_CHUNK);
+    ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
+                              NGX_HTTP_STREAMING_DEFAULT_SEND_BUFFER);
+
+    if (conf->max_chunk == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "streaming_max_chunk must be more than 0");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->send_buffer == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "streaming_send_buffer must be more than 0");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->framing == NGX_HTTP_STREAMING_FRAMING_BYTES
+        && conf->bytes_size > conf->max_chunk)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "streaming_framing bytes=%uz exceeds "
+                           "streaming_max_chunk %uz",
+                           conf->bytes_size, conf->max_chunk);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_streaming(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_streaming_loc_conf_t *slcf = conf;
+
+    ngx_str_t                        *value;
+    ngx_shm_zone_t                   *shm_zone, **used;
+    ngx_http_streaming_main_conf_t   *smcf;
+
+    if (slcf->zone != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        slcf->zone = NULL;
+        return NGX_CONF_OK;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &value[1], 0,
+                                     &ngx_http_streaming_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_streaming_module);
+
+    used = ngx_array_push(&smcf->used);
+    if (used == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *used = shm_zone;
+    smcf->producers++;
+
+    slcf->zone = shm_zone;
+
+    return NGX_CONF_OK;
+}
+
+
+/* auto | sse | lines | bytes[=size] */
+static char *
+ngx_http_streaming_framing(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_streaming_loc_conf_t *slcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value, s;
+
+    if (slcf->framing != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "auto") == 0) {
+        slcf->framing = NGX_HTTP_STREAMING_FRAMING_AUTO;
+
+    } else if (ngx_strcmp(value[1].data, "sse") == 0) {
+        slcf->framing = NGX_HTTP_STREAMING_FRAMING_SSE;
+
+    } else if (ngx_strcmp(value[1].data, "lines") == 0) {
+        slcf->framing = NGX_HTTP_STREAMING_FRAMING_LINES;
+
+    } else if (ngx_strcmp(value[1].data, "bytes") == 0) {
+        slcf->framing = NGX_HTTP_STREAMING_FRAMING_BYTES;
+
+    } else if (ngx_strncmp(value[1].data, "bytes=", 6) == 0) {
+        s.data = value[1].data + 6;
+        s.len = value[1].len - 6;
+
+        size = ngx_parse_size(&s);
+        if (size == NGX_ERROR || size == 0) {
+            goto invalid;
+        }
+
+        slcf->framing = NGX_HTTP_STREAMING_FRAMING_BYTES;
+        slcf->bytes_size = size;
+
+    } else {
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid streaming_framing \"%V\", expected auto, "
+                       "sse, lines, bytes or bytes=size", &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* off | time; off is 0 */
+static char *
+ngx_http_streaming_off_msec(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t   *value;
+    ngx_msec_t  *msp;
+
+    msp = (ngx_msec_t *) (p + cmd->offset);
+
+    if (*msp != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *msp = 0;
+        return NGX_CONF_OK;
+    }
+
+    *msp = ngx_parse_time(&value[1], 0);
+
+    if (*msp == (ngx_msec_t) NGX_ERROR || *msp == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid %V \"%V\", expected off or a time",
+                           &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -369,4 +761,63 @@ ngx_http_streaming_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_streaming_status_handler;
 
     return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_streaming_init_process(ngx_cycle_t *cycle)
+{
+    ngx_event_t                     *ev;
+    ngx_http_streaming_main_conf_t  *smcf;
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_streaming_module);
+
+    if (smcf == NULL || smcf->zones.nelts == 0) {
+        return NGX_OK;
+    }
+
+    ev = ngx_pcalloc(cycle->pool, sizeof(ngx_event_t));
+    if (ev == NULL) {
+        return NGX_ERROR;
+    }
+
+    ev->handler = ngx_http_streaming_sweep;
+    ev->data = smcf;
+    ev->log = cycle->log;
+    ev->cancelable = 1;
+
+    ngx_add_timer(ev, NGX_HTTP_STREAMING_SWEEP);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Streams whose producer is gone (a worker killed, a request lost) would
+ * otherwise never end: every worker sweeps the zones now and then.
+ */
+static void
+ngx_http_streaming_sweep(ngx_event_t *ev)
+{
+    uint64_t                          now;
+    ngx_uint_t                        i;
+    ngx_http_streaming_zone_t       **zones;
+    ngx_http_streaming_main_conf_t   *smcf;
+
+    if (ngx_exiting) {
+        return;
+    }
+
+    smcf = ev->data;
+    zones = smcf->zones.elts;
+    now = ngx_http_streaming_store_now();
+
+    for (i = 0; i < smcf->zones.nelts; i++) {
+        ngx_http_streaming_store_lock(zones[i]);
+        (void) ngx_http_streaming_store_expire_locked(zones[i], now);
+        ngx_http_streaming_store_unlock(zones[i]);
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_STREAMING_SWEEP);
 }

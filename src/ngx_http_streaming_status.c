@@ -35,6 +35,12 @@ static void ngx_http_streaming_status_text(ngx_http_streaming_out_t *out,
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_zone_stats_t *st);
 static void ngx_http_streaming_status_json(ngx_http_streaming_out_t *out,
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_zone_stats_t *st);
+static void ngx_http_streaming_status_streams(ngx_http_streaming_out_t *out,
+    ngx_http_streaming_zone_t *zone, ngx_uint_t json);
+static void ngx_http_streaming_status_stream(ngx_http_streaming_out_t *out,
+    ngx_http_streaming_stream_t *st);
+static ngx_int_t ngx_http_streaming_status_one(ngx_http_request_t *r,
+    ngx_str_t *id);
 static void ngx_http_streaming_status_prometheus(
     ngx_http_streaming_out_t *out, ngx_http_streaming_zone_t **zones,
     ngx_http_streaming_zone_stats_t *stats, ngx_uint_t n);
@@ -90,7 +96,8 @@ ngx_int_t
 ngx_http_streaming_status_handler(ngx_http_request_t *r)
 {
     ngx_int_t                            rc;
-    ngx_uint_t                           i, n;
+    ngx_str_t                            value;
+    ngx_uint_t                           i, n, list;
     ngx_http_streaming_out_t             out;
     ngx_http_streaming_zone_t          **zones;
     ngx_http_streaming_main_conf_t      *smcf;
@@ -112,6 +119,13 @@ ngx_http_streaming_status_handler(ngx_http_request_t *r)
                                              "INVALID_MESSAGE",
                                              "unknown status format");
     }
+
+    if (ngx_http_arg(r, (u_char *) "id", 2, &value) == NGX_OK) {
+        return ngx_http_streaming_status_one(r, &value);
+    }
+
+    list = (ngx_http_arg(r, (u_char *) "streams", 7, &value) == NGX_OK
+            && value.len == 1 && value.data[0] == '1');
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_streaming_module);
 
@@ -144,6 +158,12 @@ ngx_http_streaming_status_handler(ngx_http_request_t *r)
             }
 
             ngx_http_streaming_status_json(&out, zones[i], &stats[i]);
+
+            if (list) {
+                ngx_http_streaming_status_streams(&out, zones[i], 1);
+            }
+
+            ngx_http_streaming_out_literal(&out, "}");
         }
 
         ngx_http_streaming_out_literal(&out, "}}\n");
@@ -158,6 +178,10 @@ ngx_http_streaming_status_handler(ngx_http_request_t *r)
 
         for (i = 0; i < n; i++) {
             ngx_http_streaming_status_text(&out, zones[i], &stats[i]);
+
+            if (list) {
+                ngx_http_streaming_status_streams(&out, zones[i], 0);
+            }
         }
     }
 
@@ -254,7 +278,7 @@ ngx_http_streaming_status_json(ngx_http_streaming_out_t *out,
         "\"totals\":{\"created\":%uL,\"chunks\":%uL,\"bytes\":%uL,"
         "\"resumes\":%uL,\"evicted_chunks\":%uL,\"rejected\":%uL},"
         "\"limits\":{\"max_streams\":%ui,\"max_subscribers\":%ui,"
-        "\"buffer\":%uz,\"ttl\":%M,\"idle_timeout\":%M}}",
+        "\"buffer\":%uz,\"ttl\":%M,\"idle_timeout\":%M}",
         st->size, st->used,
         st->streams[NGX_HTTP_STREAMING_ACTIVE],
         st->streams[NGX_HTTP_STREAMING_PAUSED],
@@ -266,6 +290,169 @@ ngx_http_streaming_status_json(ngx_http_streaming_out_t *out,
         st->evicted_chunks, st->rejected,
         zone->max_streams, zone->max_subscribers, zone->buffer,
         zone->ttl / 1000, zone->idle_timeout / 1000);
+}
+
+
+/* the zone's streams, taken under its lock */
+static void
+ngx_http_streaming_status_streams(ngx_http_streaming_out_t *out,
+    ngx_http_streaming_zone_t *zone, ngx_uint_t json)
+{
+    ngx_str_t                     id;
+    ngx_uint_t                    n;
+    ngx_rbtree_node_t            *node, *root, *sentinel;
+    ngx_http_streaming_stream_t  *st;
+
+    if (json) {
+        ngx_http_streaming_out_literal(out, ",\"stream_list\":[");
+    }
+
+    ngx_http_streaming_store_lock(zone);
+
+    root = zone->sh->rbtree.root;
+    sentinel = zone->sh->rbtree.sentinel;
+
+    if (root != sentinel) {
+        n = 0;
+
+        for (node = ngx_rbtree_min(root, sentinel);
+             node;
+             node = ngx_rbtree_next(&zone->sh->rbtree, node))
+        {
+            st = (ngx_http_streaming_stream_t *) node;
+
+            if (!json) {
+                id.data = st->id;
+                id.len = st->id_len;
+
+                ngx_http_streaming_out_printf(out,
+                    " stream %V: %V sequence %uL bytes %uL subscribers %ui\n",
+                    &id, &ngx_http_streaming_status_names[st->status],
+                    st->sequence, st->bytes, st->subscribers);
+                continue;
+            }
+
+            if (n++) {
+                ngx_http_streaming_out_literal(out, ",");
+            }
+
+            ngx_http_streaming_status_stream(out, st);
+        }
+    }
+
+    ngx_http_streaming_store_unlock(zone);
+
+    if (json) {
+        ngx_http_streaming_out_literal(out, "]");
+    }
+}
+
+
+static void
+ngx_http_streaming_status_stream(ngx_http_streaming_out_t *out,
+    ngx_http_streaming_stream_t *st)
+{
+    ngx_str_t  s;
+
+    s.data = st->id;
+    s.len = st->id_len;
+
+    ngx_http_streaming_out_literal(out, "{\"id\":");
+    ngx_http_streaming_out_json_str(out, &s);
+
+    ngx_http_streaming_out_printf(out,
+        ",\"status\":\"%V\",\"sequence\":%uL,\"first\":%uL,"
+        "\"bytes\":%uL,\"subscribers\":%ui,\"created\":%uL,"
+        "\"updated\":%uL,\"checkpoint\":{\"sequence\":%uL,"
+        "\"bytesTransferred\":%uL,\"timestamp\":%uL},"
+        "\"progress\":{\"bytesTransferred\":%uL",
+        &ngx_http_streaming_status_names[st->status], st->sequence,
+        st->first, st->bytes, st->subscribers, st->created, st->updated,
+        st->checkpoint_sequence, st->checkpoint_bytes, st->checkpoint_time,
+        st->bytes);
+
+    if (st->total_size >= 0) {
+        ngx_http_streaming_out_printf(out, ",\"totalBytes\":%L",
+                                      st->total_size);
+
+        if (st->total_size > 0) {
+            ngx_http_streaming_out_printf(out, ",\"percentage\":%uL",
+                                  (uint64_t) ngx_min(st->bytes * 100
+                                                 / (uint64_t) st->total_size,
+                                                 100));
+        }
+    }
+
+    ngx_http_streaming_out_literal(out, "}");
+
+    if (st->code_len) {
+        s.data = st->code;
+        s.len = st->code_len;
+        ngx_http_streaming_out_literal(out, ",\"error\":{\"code\":");
+        ngx_http_streaming_out_json_str(out, &s);
+
+        s.data = st->message;
+        s.len = st->message_len;
+        ngx_http_streaming_out_literal(out, ",\"message\":");
+        ngx_http_streaming_out_json_str(out, &s);
+        ngx_http_streaming_out_literal(out, "}");
+    }
+
+    ngx_http_streaming_out_literal(out, "}");
+}
+
+
+/* ?id=: one stream, from whichever zone holds it */
+static ngx_int_t
+ngx_http_streaming_status_one(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_uint_t                        i;
+    ngx_http_streaming_out_t          out;
+    ngx_http_streaming_zone_t       **zones;
+    ngx_http_streaming_stream_t      *st;
+    ngx_http_streaming_main_conf_t   *smcf;
+
+    static ngx_str_t  type = ngx_string("application/json");
+
+    if (!ngx_http_streaming_store_id_valid(id->data, id->len)) {
+        return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "INVALID_ID",
+                                             "stream id must be 1-128 "
+                                             "characters of [A-Za-z0-9._~-]");
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_streaming_module);
+    zones = smcf->zones.elts;
+
+    ngx_http_streaming_out_init(&out, r->pool);
+
+    for (i = 0; i < smcf->zones.nelts; i++) {
+        ngx_http_streaming_store_lock(zones[i]);
+
+        st = ngx_http_streaming_store_find_locked(zones[i], id->data,
+                                                  id->len);
+        if (st) {
+            ngx_http_streaming_out_literal(&out, "{\"zone\":");
+            ngx_http_streaming_out_json_str(&out, &zones[i]->name);
+            ngx_http_streaming_out_literal(&out, ",\"stream\":");
+            ngx_http_streaming_status_stream(&out, st);
+            ngx_http_streaming_out_literal(&out, "}\n");
+        }
+
+        ngx_http_streaming_store_unlock(zones[i]);
+
+        if (st) {
+            if (out.failed) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_streaming_send(r, NGX_HTTP_OK, &type, out.first,
+                                           out.size);
+        }
+    }
+
+    return ngx_http_streaming_send_error(r, NGX_HTTP_NOT_FOUND,
+                                         "INVALID_STREAM", "no such stream");
 }
 
 

@@ -320,6 +320,19 @@ ngx_http_streaming_store_delete_locked(ngx_http_streaming_zone_t *zone,
 
 
 /*
+ * A stream that never became one (the response was not a stream): its id
+ * is free again and it does not count as created.
+ */
+void
+ngx_http_streaming_store_release_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st)
+{
+    ngx_http_streaming_store_delete_locked(zone, st);
+    zone->sh->totals.created--;
+}
+
+
+/*
  * A chunk for the stream's next sequence number, to be filled and then
  * committed.  When the zone is full, finished streams nobody reads are
  * reclaimed, oldest first, then this stream's own history up to

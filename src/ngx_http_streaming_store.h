@@ -177,6 +177,8 @@ ngx_int_t ngx_http_streaming_store_create_locked(
     ngx_http_streaming_stream_t **stream);
 void ngx_http_streaming_store_delete_locked(ngx_http_streaming_zone_t *zone,
     ngx_http_streaming_stream_t *st);
+void ngx_http_streaming_store_release_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st);
 ngx_http_streaming_chunk_t *ngx_http_streaming_store_chunk_alloc_locked(
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
     size_t len, uint64_t delivered);

@@ -42,5 +42,7 @@ fi
 make -C "$out/src" -f objs/Makefile -j"$(nproc)" modules > "$out/make.log" 2>&1 \
 || { grep -E -B2 -A6 'error|warning' "$out/make.log" | head -60; exit 1; }
 
-cp "$out/src/objs/ngx_http_streaming_module.so" "$out/"
+# a new file, not overwritten in place: a running nginx maps the old one
+cp "$out/src/objs/ngx_http_streaming_module.so" "$out/.module.so.tmp"
+mv -f "$out/.module.so.tmp" "$out/ngx_http_streaming_module.so"
 echo "built $out/ngx_http_streaming_module.so for $(/usr/sbin/nginx -v 2>&1)"

@@ -94,8 +94,10 @@ fi
     > "$out/make.log" 2>&1 \
 || { grep -E -B2 -A6 'error|warning' "$out/make.log" | head -60; exit 1; }
 
-cp "$out/objs/nginx" "$out/nginx"
+cp "$out/objs/nginx" "$out/.nginx.tmp"
+mv -f "$out/.nginx.tmp" "$out/nginx"
 if [ $link = dynamic ]; then
-    cp "$out/objs/ngx_http_streaming_module.so" "$out/"
+    cp "$out/objs/ngx_http_streaming_module.so" "$out/.module.so.tmp"
+    mv -f "$out/.module.so.tmp" "$out/ngx_http_streaming_module.so"
 fi
 echo "built $out/nginx ($("$out/nginx" -v 2>&1)), module $link"

@@ -1,0 +1,1802 @@
+
+/*
+ * Copyright (C) ngx_http_streaming_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/rand.h>
+
+#include "ngx_http_streaming_conf.h"
+#include "ngx_http_streaming_framing.h"
+#include "ngx_http_streaming_format.h"
+#include "ngx_http_streaming_http.h"
+#include "ngx_http_streaming_message.h"
+#include "ngx_http_streaming_producer.h"
+
+
+/* r->buffered is 4 bits wide; 0x08 is free of nginx's own flags */
+#define NGX_HTTP_STREAMING_BUFFERED  0x08
+
+#define NGX_HTTP_STREAMING_ID_RANDOM  16
+
+
+typedef struct {
+    ngx_http_streaming_zone_t        *zone;
+    ngx_http_streaming_loc_conf_t    *conf;
+    ngx_str_t                         id;
+    u_char                            nonce[16];
+
+    ngx_http_streaming_framer_t       framer;
+    ngx_http_streaming_encoder_t      enc;
+    ngx_http_streaming_out_t          out;
+
+    u_char                           *pending;   /* an unfinished chunk */
+    size_t                            pending_len;
+    size_t                            pending_size;
+
+    ngx_chain_t                      *in;        /* held input */
+    ngx_chain_t                      *busy;      /* output not yet sent */
+
+    uint64_t                          sequence;  /* last sent to client */
+    uint64_t                          chunks;
+    uint64_t                          bytes;
+    ngx_msec_int_t                    first_chunk_ms;  /* -1: none yet */
+    ngx_uint_t                        status;    /* at the end */
+
+    ngx_event_t                       heartbeat;
+    ngx_event_t                       idle;
+    ngx_event_t                       detach;
+
+    ngx_http_event_handler_pt         write_handler;
+
+    void                            (*finalize)(ngx_http_request_t *r,
+                                          ngx_int_t rc);
+
+    unsigned                          created:1; /* the stream exists */
+    unsigned                          header:1;  /* header filter ran */
+    unsigned                          producing:1;
+    unsigned                          raw:1;     /* body passed unchanged */
+    unsigned                          init:1;    /* stream-init sent */
+    unsigned                          done:1;
+    unsigned                          last:1;    /* last_buf sent */
+    unsigned                          detached:1;
+} ngx_http_streaming_producer_ctx_t;
+
+
+static ngx_int_t ngx_http_streaming_producer_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_streaming_producer_id(ngx_http_request_t *r,
+    ngx_http_streaming_loc_conf_t *slcf, ngx_str_t *id);
+static void ngx_http_streaming_producer_body_read(ngx_http_request_t *r);
+static ngx_int_t ngx_http_streaming_producer_body(ngx_http_request_t *r,
+    ngx_str_t *body, size_t max);
+static void ngx_http_streaming_producer_cleanup(void *data);
+static ngx_int_t ngx_http_streaming_producer_header_filter(
+    ngx_http_request_t *r);
+static ngx_int_t ngx_http_streaming_producer_body_filter(
+    ngx_http_request_t *r, ngx_chain_t *in);
+static ngx_int_t ngx_http_streaming_producer_frame(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx, u_char *p, u_char *last);
+static ngx_int_t ngx_http_streaming_producer_keep(
+    ngx_http_streaming_producer_ctx_t *ctx, u_char *p, u_char *last);
+static ngx_int_t ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx, u_char *data, size_t len);
+static void ngx_http_streaming_producer_finish(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx, ngx_uint_t status,
+    char *code, char *message);
+static ngx_int_t ngx_http_streaming_producer_send(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx);
+static void ngx_http_streaming_producer_sent(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx);
+static void ngx_http_streaming_producer_status_msg(
+    ngx_http_streaming_stream_t *st, ngx_http_streaming_status_msg_t *msg);
+static void ngx_http_streaming_producer_finalize(ngx_http_request_t *r,
+    ngx_int_t rc);
+static void ngx_http_streaming_producer_heartbeat(ngx_event_t *ev);
+static void ngx_http_streaming_producer_idle(ngx_event_t *ev);
+static void ngx_http_streaming_producer_read_handler(ngx_http_request_t *r);
+static void ngx_http_streaming_producer_write_handler(ngx_http_request_t *r);
+static void ngx_http_streaming_producer_leave(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx);
+static void ngx_http_streaming_producer_detach_timeout(ngx_event_t *ev);
+static ngx_http_streaming_stream_t *ngx_http_streaming_producer_stream_locked(
+    ngx_http_streaming_producer_ctx_t *ctx);
+static ngx_int_t ngx_http_streaming_producer_set_header(
+    ngx_http_request_t *r, ngx_str_t *key, ngx_str_t *value);
+static ngx_int_t ngx_http_streaming_producer_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+#define NGX_HTTP_STREAMING_VAR_ID          0
+#define NGX_HTTP_STREAMING_VAR_TOKEN       1
+#define NGX_HTTP_STREAMING_VAR_SEQUENCE    2
+#define NGX_HTTP_STREAMING_VAR_CHUNKS      3
+#define NGX_HTTP_STREAMING_VAR_BYTES       4
+#define NGX_HTTP_STREAMING_VAR_STATUS      5
+#define NGX_HTTP_STREAMING_VAR_RESUMED     6
+#define NGX_HTTP_STREAMING_VAR_FIRST       7
+
+
+static ngx_http_variable_t  ngx_http_streaming_producer_vars[] = {
+
+    { ngx_string("streaming_id"), NULL,
+      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_ID,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_token"), NULL,
+      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_TOKEN,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_sequence"), NULL,
+      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_SEQUENCE,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_chunks"), NULL,
+      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_CHUNKS,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_bytes"), NULL,
+      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_BYTES,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_status"), NULL,
+      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_STATUS,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_resumed_from"), NULL,
+      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_RESUMED,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_first_chunk_ms"), NULL,
+      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_FIRST,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_http_streaming_producer_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_streaming_producer_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* installs the phase handler and the filters; only when "streaming" is used */
+ngx_int_t
+ngx_http_streaming_producer_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_streaming_producer_handler;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_streaming_producer_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_streaming_producer_body_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Before the content handler (and so before the upstream is asked): the
+ * stream's id, its creation in the zone, and the answers that replace the
+ * upstream call (bad id, id in use, limits).
+ */
+static ngx_int_t
+ngx_http_streaming_producer_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                           rc;
+    ngx_str_t                           id;
+    ngx_pool_cleanup_t                 *cln;
+    ngx_http_streaming_zone_t          *zone;
+    ngx_http_streaming_stream_t        *st;
+    ngx_http_streaming_loc_conf_t      *slcf;
+    ngx_http_streaming_producer_ctx_t  *ctx;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
+
+    if (slcf->zone == NULL || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (ctx && (ctx->created || ctx->done)) {
+        return NGX_DECLINED;
+    }
+
+    zone = slcf->zone->data;
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_streaming_producer_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        cln->handler = ngx_http_streaming_producer_cleanup;
+        cln->data = r;
+
+        ctx->zone = zone;
+        ctx->conf = slcf;
+        ctx->first_chunk_ms = -1;
+        ctx->status = NGX_HTTP_STREAMING_ACTIVE;
+
+        ngx_http_set_ctx(r, ctx, ngx_http_streaming_module);
+
+        if (slcf->format == NGX_HTTP_STREAMING_FORMAT_JSONRPC
+            && (r->headers_in.content_length_n > 0 || r->headers_in.chunked))
+        {
+            /* the JSON-RPC id is in the body: read it first, then go on */
+
+            rc = ngx_http_read_client_request_body(r,
+                                        ngx_http_streaming_producer_body_read);
+
+            if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+                return rc;
+            }
+
+            ngx_http_finalize_request(r, NGX_DONE);
+            return NGX_DONE;
+        }
+    }
+
+    rc = ngx_http_streaming_producer_id(r, slcf, &id);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ctx->done = 1;
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "streaming: invalid stream id \"%V\"", &id);
+        rc = ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "INVALID_ID",
+                                           "stream id must be 1-128 "
+                                           "characters of [A-Za-z0-9._~-]");
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    ngx_http_streaming_store_lock(zone);
+
+    rc = ngx_http_streaming_store_create_locked(zone, id.data, id.len, &st);
+
+    if (rc == NGX_OK) {
+        ngx_memcpy(ctx->nonce, st->nonce, sizeof(ctx->nonce));
+    }
+
+    ngx_http_streaming_store_unlock(zone);
+
+    switch (rc) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        ctx->done = 1;
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "streaming: stream \"%V\" exists", &id);
+        rc = ngx_http_streaming_send_error(r, NGX_HTTP_CONFLICT,
+                                           "STREAM_EXISTS",
+                                           "stream id already in use");
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+
+    case NGX_BUSY:
+        ctx->done = 1;
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "streaming: max_streams reached in zone \"%V\"",
+                      &zone->name);
+        rc = ngx_http_streaming_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "TOO_MANY_STREAMS",
+                                           "max_streams reached");
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+
+    default:
+        ctx->done = 1;
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "streaming: zone \"%V\" is full", &zone->name);
+        rc = ngx_http_streaming_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "ZONE_FULL",
+                                           "shared memory zone is full");
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    ctx->created = 1;
+    ctx->id = id;
+
+    ctx->enc.stream_id = id;
+    ctx->enc.format = slcf->format;
+
+    ngx_http_streaming_out_init(&ctx->out, r->pool);
+    ctx->out.tag = (ngx_buf_tag_t) &ngx_http_streaming_module;
+
+    ctx->heartbeat.handler = ngx_http_streaming_producer_heartbeat;
+    ctx->heartbeat.data = r;
+    ctx->heartbeat.log = r->connection->log;
+
+    ctx->idle.handler = ngx_http_streaming_producer_idle;
+    ctx->idle.data = r;
+    ctx->idle.log = r->connection->log;
+
+    ctx->detach.handler = ngx_http_streaming_producer_detach_timeout;
+    ctx->detach.data = r;
+    ctx->detach.log = r->connection->log;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "streaming producer: stream \"%V\" created", &id);
+
+    return NGX_DECLINED;
+}
+
+
+/* the request body is read: its JSON-RPC id, then the phases go on */
+static void
+ngx_http_streaming_producer_body_read(ngx_http_request_t *r)
+{
+    ngx_str_t                           body;
+    ngx_http_streaming_producer_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (ngx_http_streaming_producer_body(r, &body, ctx->conf->max_chunk)
+        == NGX_OK)
+    {
+        (void) ngx_http_streaming_rpc_id(r->pool, body.data, body.len,
+                                         &ctx->enc.rpc_id);
+    }
+
+    r->preserve_body = 1;
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+/* the whole request body in one piece, if it is at most max bytes */
+static ngx_int_t
+ngx_http_streaming_producer_body(ngx_http_request_t *r, ngx_str_t *body,
+    size_t max)
+{
+    off_t         len;
+    u_char       *p;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_DECLINED;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    if (len == 0 || len > (off_t) max) {
+        return NGX_DECLINED;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                              b->file_pos);
+
+            if (n != b->file_last - b->file_pos) {
+                return NGX_ERROR;
+            }
+
+            p += n;
+            continue;
+        }
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK, NGX_DECLINED for an invalid id, NGX_ERROR */
+static ngx_int_t
+ngx_http_streaming_producer_id(ngx_http_request_t *r,
+    ngx_http_streaming_loc_conf_t *slcf, ngx_str_t *id)
+{
+    ngx_str_t  raw;
+    u_char     random[NGX_HTTP_STREAMING_ID_RANDOM];
+
+    if (slcf->id) {
+        if (ngx_http_complex_value(r, slcf->id, id) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return ngx_http_streaming_store_id_valid(id->data, id->len)
+               ? NGX_OK : NGX_DECLINED;
+    }
+
+    /* 128 random bits, base64url: 22 characters */
+
+    if (RAND_bytes(random, sizeof(random)) != 1) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "streaming: RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    id->data = ngx_pnalloc(r->pool, ngx_base64_encoded_length(sizeof(random)));
+    if (id->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    raw.data = random;
+    raw.len = sizeof(random);
+
+    ngx_encode_base64url(id, &raw);
+
+    return NGX_OK;
+}
+
+
+/* the request is gone: a stream it still produced ends here */
+static void
+ngx_http_streaming_producer_cleanup(void *data)
+{
+    ngx_http_request_t *r = data;
+
+    ngx_http_streaming_stream_t        *st;
+    ngx_http_streaming_producer_ctx_t  *ctx;
+
+    static ngx_str_t  cancelled = ngx_string("CANCELLED");
+    static ngx_str_t  failed = ngx_string("UPSTREAM_ERROR");
+    static ngx_str_t  gone = ngx_string("the client went away");
+    static ngx_str_t  ended = ngx_string("the response ended before "
+                                         "its last byte");
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (ctx->heartbeat.timer_set) {
+        ngx_del_timer(&ctx->heartbeat);
+    }
+
+    if (ctx->idle.timer_set) {
+        ngx_del_timer(&ctx->idle);
+    }
+
+    if (ctx->detach.timer_set) {
+        ngx_del_timer(&ctx->detach);
+    }
+
+    ngx_http_streaming_out_free(&ctx->out);
+
+    if (ctx->pending) {
+        ngx_free(ctx->pending);
+        ctx->pending = NULL;
+    }
+
+    if (ctx->done || !ctx->created) {
+        return;
+    }
+
+    ngx_http_streaming_store_lock(ctx->zone);
+
+    st = ngx_http_streaming_producer_stream_locked(ctx);
+
+    if (st) {
+        if (!ctx->header) {
+            /* no response was produced at all */
+            ngx_http_streaming_store_release_locked(ctx->zone, st);
+
+        } else if (r->connection->error && !ctx->detached) {
+            ngx_http_streaming_store_finish_locked(ctx->zone, st,
+                                                NGX_HTTP_STREAMING_CANCELLED,
+                                                &cancelled, &gone);
+        } else {
+            ngx_http_streaming_store_finish_locked(ctx->zone, st,
+                                                   NGX_HTTP_STREAMING_ERROR,
+                                                   &failed, &ended);
+        }
+    }
+
+    ngx_http_streaming_store_unlock(ctx->zone);
+
+    ctx->done = 1;
+}
+
+
+static ngx_int_t
+ngx_http_streaming_producer_header_filter(ngx_http_request_t *r)
+{
+    ngx_str_t                           *type;
+    ngx_uint_t                           framing;
+    ngx_http_streaming_stream_t         *st;
+    ngx_http_streaming_producer_ctx_t   *ctx;
+
+    static ngx_str_t  stream_id = ngx_string("Stream-Id");
+    static ngx_str_t  cache_control = ngx_string("Cache-Control");
+    static ngx_str_t  no_cache = ngx_string("no-cache");
+    static ngx_str_t  accel = ngx_string("X-Accel-Buffering");
+    static ngx_str_t  no = ngx_string("no");
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (ctx == NULL || r != r->main || ctx->header || ctx->done
+        || !ctx->created)
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx->header = 1;
+
+    if (r->headers_out.status < NGX_HTTP_OK
+        || r->headers_out.status >= NGX_HTTP_SPECIAL_RESPONSE
+        || r->headers_out.status == NGX_HTTP_NO_CONTENT
+        || r->header_only
+        || r->method == NGX_HTTP_HEAD)
+    {
+        /* not a stream: the answer passes unchanged, the id is released */
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "streaming producer: status %ui, no stream",
+                       r->headers_out.status);
+
+        ngx_http_streaming_store_lock(ctx->zone);
+
+        st = ngx_http_streaming_producer_stream_locked(ctx);
+        if (st) {
+            ngx_http_streaming_store_release_locked(ctx->zone, st);
+        }
+
+        ngx_http_streaming_store_unlock(ctx->zone);
+
+        ctx->done = 1;
+
+        return ngx_http_next_header_filter(r);
+    }
+
+    framing = ctx->conf->framing;
+
+    if (framing == NGX_HTTP_STREAMING_FRAMING_AUTO) {
+        framing = ngx_http_streaming_framing_from_type(
+                                             r->headers_out.content_type.data,
+                                             r->headers_out.content_type.len);
+    }
+
+    ngx_http_streaming_framer_init(&ctx->framer, framing,
+                                   ctx->conf->bytes_size,
+                                   ctx->conf->max_chunk);
+
+    ctx->enc.sse = (framing == NGX_HTTP_STREAMING_FRAMING_SSE);
+    ctx->raw = (ctx->conf->format == NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH
+                && !ctx->enc.sse);
+
+    ngx_http_streaming_store_lock(ctx->zone);
+
+    st = ngx_http_streaming_producer_stream_locked(ctx);
+    if (st) {
+        st->framing = (u_char) framing;
+        st->total_size = r->headers_out.content_length_n;
+        st->type_len = (u_char) ngx_min(r->headers_out.content_type.len,
+                                        NGX_HTTP_STREAMING_TYPE_MAX);
+        ngx_memcpy(st->type, r->headers_out.content_type.data, st->type_len);
+    }
+
+    ngx_http_streaming_store_unlock(ctx->zone);
+
+    if (!ctx->raw) {
+        /* the body changes: ids are rewritten, or another format */
+
+        ngx_http_clear_content_length(r);
+        ngx_http_clear_accept_ranges(r);
+        ngx_http_weak_etag(r);
+
+        if (ctx->conf->format != NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH) {
+            type = ngx_http_streaming_format_type(&ctx->enc);
+
+            r->headers_out.content_type = *type;
+            r->headers_out.content_type_len = type->len;
+            r->headers_out.content_type_lowcase = NULL;
+            r->headers_out.charset.len = 0;
+        }
+    }
+
+    if (ngx_http_streaming_producer_set_header(r, &stream_id, &ctx->id)
+        != NGX_OK
+        || ngx_http_streaming_producer_set_header(r, &cache_control, &no_cache)
+           != NGX_OK
+        || ngx_http_streaming_producer_set_header(r, &accel, &no) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (r->upstream) {
+        /*
+         * Every chunk goes to the client as soon as it arrives: the
+         * upstream module decides on buffering after sending the header.
+         */
+        r->upstream->buffering = 0;
+
+        ctx->finalize = r->upstream->finalize_request;
+        r->upstream->finalize_request = ngx_http_streaming_producer_finalize;
+
+        if (ctx->conf->detach && !r->reading_body) {
+            /* a client that leaves detaches instead of ending the request */
+            r->read_event_handler = ngx_http_streaming_producer_read_handler;
+        }
+    }
+
+    r->filter_need_in_memory = 1;
+
+    ctx->producing = 1;
+
+    if (ctx->conf->heartbeat) {
+        ngx_add_timer(&ctx->heartbeat, ctx->conf->heartbeat);
+    }
+
+    if (ctx->zone->idle_timeout) {
+        ngx_add_timer(&ctx->idle, ctx->zone->idle_timeout);
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_streaming_producer_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in)
+{
+    ngx_int_t                           rc;
+    ngx_buf_t                          *b;
+    ngx_chain_t                        *cl;
+    ngx_http_streaming_stream_t        *st;
+    ngx_http_streaming_init_msg_t       init;
+    ngx_http_streaming_producer_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (ctx == NULL || !ctx->producing) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->raw) {
+        /* passthrough of a body that is not SSE: stored, sent unchanged */
+
+        for (cl = in; cl; cl = cl->next) {
+            b = cl->buf;
+
+            if (!ctx->done && ngx_buf_in_memory(b)) {
+                if (ngx_http_streaming_producer_frame(r, ctx, b->pos, b->last)
+                    == NGX_ERROR)
+                {
+                    return NGX_ERROR;
+                }
+            }
+
+            if (b->last_buf && !ctx->done) {
+                ngx_http_streaming_producer_finish(r, ctx,
+                                               NGX_HTTP_STREAMING_COMPLETED,
+                                               NULL, NULL);
+            }
+        }
+
+        ngx_http_streaming_out_reset(&ctx->out);
+
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (in && ngx_chain_add_copy(r->pool, &ctx->in, in) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->conf->detach && r->upstream && ctx->write_handler == NULL) {
+        /* the upstream module set it after sending the header */
+        ctx->write_handler = r->write_event_handler;
+        r->write_event_handler = ngx_http_streaming_producer_write_handler;
+    }
+
+    if (!ctx->init) {
+        ctx->init = 1;
+
+        ngx_str_set(&init.content_type, "");
+        init.total_size = -1;
+        init.resume_position = 0;
+        ngx_str_null(&init.subscriber_id);
+
+        ngx_http_streaming_store_lock(ctx->zone);
+
+        st = ngx_http_streaming_producer_stream_locked(ctx);
+        if (st) {
+            init.content_type.len = st->type_len;
+            init.content_type.data = ngx_pnalloc(r->pool, st->type_len + 1);
+            if (init.content_type.data) {
+                ngx_memcpy(init.content_type.data, st->type, st->type_len);
+            } else {
+                init.content_type.len = 0;
+            }
+
+            init.total_size = st->total_size;
+        }
+
+        ngx_http_streaming_store_unlock(ctx->zone);
+
+        ngx_http_streaming_format_init(&ctx->out, &ctx->enc, &init,
+                                       ngx_http_streaming_store_now());
+    }
+
+    /* what the client took since the last call makes room again */
+    ngx_http_streaming_producer_sent(r, ctx);
+
+    for ( ;; ) {
+
+        while (ctx->in) {
+
+            if (ctx->out.size >= (off_t) ctx->conf->send_buffer
+                && !ctx->detached)
+            {
+                /* the client is slow: the upstream waits (TCP backpressure) */
+                break;
+            }
+
+            cl = ctx->in;
+            b = cl->buf;
+
+            if (!ctx->done && ngx_buf_in_memory(b)) {
+                rc = ngx_http_streaming_producer_frame(r, ctx, b->pos,
+                                                       b->last);
+                if (rc == NGX_ERROR) {
+                    return NGX_ERROR;
+                }
+            }
+
+            b->pos = b->last;
+
+            if (b->last_buf && !ctx->done) {
+                ngx_http_streaming_producer_finish(r, ctx,
+                                               NGX_HTTP_STREAMING_COMPLETED,
+                                               NULL, NULL);
+            }
+
+            ctx->in = cl->next;
+            ngx_free_chain(r->pool, cl);
+        }
+
+        if (ctx->in) {
+            r->buffered |= NGX_HTTP_STREAMING_BUFFERED;
+
+        } else {
+            r->buffered &= ~NGX_HTTP_STREAMING_BUFFERED;
+        }
+
+        rc = ngx_http_streaming_producer_send(r, ctx);
+
+        /* a fast client may have taken it all: go on with held input */
+
+        if (rc == NGX_ERROR || ctx->in == NULL || r->connection->error
+            || ctx->out.size >= (off_t) ctx->conf->send_buffer)
+        {
+            break;
+        }
+    }
+
+    if ((rc == NGX_ERROR || r->connection->error)
+        && ctx->conf->detach && r->upstream && !ctx->detached && !ctx->done)
+    {
+        ngx_http_streaming_producer_leave(r, ctx);
+
+        /* what was held for the client is stored now */
+        return ngx_http_streaming_producer_body_filter(r, NULL);
+    }
+
+    if (ctx->detached) {
+        return NGX_OK;
+    }
+
+    if (ctx->done && !ctx->last && ctx->status != NGX_HTTP_STREAMING_COMPLETED)
+    {
+        /* ended by a command, a timeout or an error: stop the upstream */
+        return NGX_ERROR;
+    }
+
+    return rc;
+}
+
+
+/* cuts [p, last) into chunks */
+static ngx_int_t
+ngx_http_streaming_producer_frame(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx, u_char *p, u_char *last)
+{
+    u_char      *end, *data;
+    size_t       len;
+    ngx_int_t    rc;
+    ngx_uint_t   kind;
+
+    while (p < last && !ctx->done) {
+
+        end = ngx_http_streaming_framer_scan(&ctx->framer, p, last, &kind);
+
+        switch (kind) {
+
+        case NGX_HTTP_STREAMING_FRAMER_CONTINUE:
+            if (ngx_http_streaming_producer_keep(ctx, p, end) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            break;
+
+        case NGX_HTTP_STREAMING_FRAMER_CHUNK:
+        case NGX_HTTP_STREAMING_FRAMER_SKIP:
+
+            if (ctx->pending_len) {
+                if (ngx_http_streaming_producer_keep(ctx, p, end) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
+                data = ctx->pending;
+
+            } else {
+                data = p;
+            }
+
+            len = ctx->framer.size - ctx->framer.trim;
+            ctx->pending_len = 0;
+
+            if (kind == NGX_HTTP_STREAMING_FRAMER_SKIP) {
+                /* comments and blank lines: forwarded, not numbered */
+
+                if (ctx->enc.sse
+                    && ctx->conf->format
+                       == NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH)
+                {
+                    ngx_http_streaming_out_raw(&ctx->out, data,
+                                               ctx->framer.size);
+                }
+
+                break;
+            }
+
+            rc = ngx_http_streaming_producer_chunk(r, ctx, data, len);
+
+            if (rc == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            break;
+
+        default: /* NGX_HTTP_STREAMING_FRAMER_ERROR */
+
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "streaming: stream \"%V\": a chunk exceeds "
+                          "streaming_max_chunk %uz", &ctx->id,
+                          ctx->conf->max_chunk);
+
+            ngx_http_streaming_producer_finish(r, ctx,
+                                               NGX_HTTP_STREAMING_ERROR,
+                                               "PAYLOAD_TOO_LARGE",
+                                               "a chunk exceeds "
+                                               "streaming_max_chunk");
+            return NGX_OK;
+        }
+
+        p = end;
+    }
+
+    return NGX_OK;
+}
+
+
+/* keeps the bytes of a chunk that spans input buffers */
+static ngx_int_t
+ngx_http_streaming_producer_keep(ngx_http_streaming_producer_ctx_t *ctx,
+    u_char *p, u_char *last)
+{
+    size_t   len, size;
+    u_char  *n;
+
+    len = last - p;
+
+    if (ctx->pending_len + len > ctx->pending_size) {
+        size = ngx_max(2 * ctx->pending_size, ctx->pending_len + len);
+        size = ngx_max(size, 1024);
+
+        n = ngx_alloc(size, ngx_cycle->log);
+        if (n == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ctx->pending) {
+            ngx_memcpy(n, ctx->pending, ctx->pending_len);
+            ngx_free(ctx->pending);
+        }
+
+        ctx->pending = n;
+        ctx->pending_size = size;
+    }
+
+    ngx_memcpy(ctx->pending + ctx->pending_len, p, len);
+    ctx->pending_len += len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Stores one chunk and writes it for the client.  SSE events are stored
+ * without their own "id" lines: the stream numbers them.
+ */
+static ngx_int_t
+ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx, u_char *data, size_t len)
+{
+    u_char                           *p;
+    size_t                            size;
+    uint64_t                          now, sequence;
+    ngx_uint_t                        passthrough, checkpoint;
+    ngx_http_streaming_chunk_t       *chunk;
+    ngx_http_streaming_stream_t      *st;
+    ngx_http_streaming_sse_event_t    ev;
+    ngx_http_streaming_status_msg_t   msg;
+
+    passthrough = (ctx->conf->format == NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH);
+    size = len;
+
+    if (ctx->enc.sse) {
+        (void) ngx_http_streaming_sse_parse(data, len, &ev);
+        size = ev.stripped_len;
+    }
+
+    now = ngx_http_streaming_store_now();
+    checkpoint = 0;
+    p = NULL;
+
+    if (passthrough && ctx->enc.sse) {
+        p = ngx_http_streaming_out_tmp(&ctx->out, size);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_http_streaming_store_lock(ctx->zone);
+
+    st = ngx_http_streaming_producer_stream_locked(ctx);
+
+    if (st == NULL
+        || (st->status != NGX_HTTP_STREAMING_ACTIVE
+            && st->status != NGX_HTTP_STREAMING_PAUSED))
+    {
+        /* ended elsewhere: a command, the idle timeout */
+        ngx_http_streaming_store_unlock(ctx->zone);
+        ngx_http_streaming_producer_finish(r, ctx, NGX_HTTP_STREAMING_ERROR,
+                                           "INTERNAL_ERROR",
+                                           "the stream ended");
+        return NGX_OK;
+    }
+
+    /* the producer's own client has every chunk: all of it is delivered */
+
+    chunk = ngx_http_streaming_store_chunk_alloc_locked(ctx->zone, st, size,
+                                                        st->sequence);
+    if (chunk == NULL) {
+        ngx_http_streaming_store_unlock(ctx->zone);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "streaming: zone \"%V\" is full, stream \"%V\" ends",
+                      &ctx->zone->name, &ctx->id);
+
+        ngx_http_streaming_producer_finish(r, ctx, NGX_HTTP_STREAMING_ERROR,
+                                           "ZONE_FULL",
+                                           "shared memory zone is full");
+        return NGX_OK;
+    }
+
+    if (ctx->enc.sse) {
+        (void) ngx_http_streaming_sse_strip_id(data, len, chunk->data);
+
+        if (p) {
+            ngx_memcpy(p, chunk->data, size);
+        }
+
+    } else {
+        ngx_memcpy(chunk->data, data, size);
+    }
+
+    sequence = chunk->sequence;
+
+    ngx_http_streaming_store_chunk_commit_locked(ctx->zone, st, chunk,
+                                                 sequence);
+
+    if (ctx->conf->checkpoint
+        && now - st->checkpoint_time >= ctx->conf->checkpoint)
+    {
+        ngx_http_streaming_store_checkpoint_locked(st, now);
+        ngx_http_streaming_producer_status_msg(st, &msg);
+        checkpoint = 1;
+    }
+
+    ngx_http_streaming_store_unlock(ctx->zone);
+
+    if (p) {
+        ngx_http_streaming_format_chunk(&ctx->out, &ctx->enc, sequence, p,
+                                        size, now);
+
+    } else if (!ctx->raw) {
+        ngx_http_streaming_format_chunk(&ctx->out, &ctx->enc, sequence, data,
+                                        len, now);
+    }
+
+    if (checkpoint) {
+        ngx_http_streaming_format_status(&ctx->out, &ctx->enc, &msg, now);
+    }
+
+    if (ctx->first_chunk_ms < 0) {
+        ctx->first_chunk_ms = (ngx_msec_int_t)
+                              (now - ((uint64_t) r->start_sec * 1000
+                                      + r->start_msec));
+    }
+
+    ctx->sequence = sequence;
+    ctx->chunks++;
+    ctx->bytes += size;
+
+    if (ctx->zone->idle_timeout) {
+        ngx_add_timer(&ctx->idle, ctx->zone->idle_timeout);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The end of the stream, whatever ended it: a final partial chunk, the
+ * store's state, and for the JSON formats the final marker and status.
+ */
+static void
+ngx_http_streaming_producer_finish(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx, ngx_uint_t status, char *code,
+    char *message)
+{
+    uint64_t                          now;
+    ngx_str_t                         c, m;
+    ngx_http_streaming_stream_t      *st;
+    ngx_http_streaming_status_msg_t   msg;
+
+    if (ctx->done) {
+        return;
+    }
+
+    if (status == NGX_HTTP_STREAMING_COMPLETED) {
+        switch (ngx_http_streaming_framer_finish(&ctx->framer)) {
+
+        case NGX_HTTP_STREAMING_FRAMER_CHUNK:
+            if (ngx_http_streaming_producer_chunk(r, ctx, ctx->pending,
+                                                  ctx->framer.size
+                                                  - ctx->framer.trim)
+                != NGX_OK)
+            {
+                status = NGX_HTTP_STREAMING_ERROR;
+                code = "INTERNAL_ERROR";
+                message = "cannot store the last chunk";
+            }
+
+            if (ctx->done) {
+                return;
+            }
+
+            break;
+
+        case NGX_HTTP_STREAMING_FRAMER_SKIP:
+            if (ctx->enc.sse
+                && ctx->conf->format == NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH)
+            {
+                ngx_http_streaming_out_raw(&ctx->out, ctx->pending,
+                                           ctx->framer.size);
+            }
+
+            break;
+
+        case NGX_HTTP_STREAMING_FRAMER_ERROR:
+            status = NGX_HTTP_STREAMING_ERROR;
+            code = "PAYLOAD_TOO_LARGE";
+            message = "a chunk exceeds streaming_max_chunk";
+            break;
+        }
+
+        ctx->pending_len = 0;
+    }
+
+    ctx->done = 1;
+
+    now = ngx_http_streaming_store_now();
+
+    c.data = (u_char *) code;
+    c.len = code ? ngx_strlen(code) : 0;
+    m.data = (u_char *) message;
+    m.len = message ? ngx_strlen(message) : 0;
+
+    ngx_memzero(&msg, sizeof(ngx_http_streaming_status_msg_t));
+    msg.status = ngx_http_streaming_status_names[status];
+    msg.total_size = -1;
+    msg.remaining_ms = -1;
+    msg.code = c;
+    msg.message = m;
+
+    ngx_http_streaming_store_lock(ctx->zone);
+
+    st = ngx_http_streaming_producer_stream_locked(ctx);
+
+    if (st) {
+        ngx_http_streaming_store_finish_locked(ctx->zone, st, status,
+                                               code ? &c : NULL,
+                                               message ? &m : NULL);
+
+        /* the stream may have ended before, another way: report that */
+        status = st->status;
+        ngx_http_streaming_producer_status_msg(st, &msg);
+    }
+
+    ngx_http_streaming_store_unlock(ctx->zone);
+
+    if (msg.code.len) {
+        msg.code.data = ngx_pstrdup(r->pool, &msg.code);
+        msg.message.data = ngx_pstrdup(r->pool, &msg.message);
+
+        if (msg.code.data == NULL || msg.message.data == NULL) {
+            msg.code.len = 0;
+            msg.message.len = 0;
+        }
+    }
+
+    ctx->status = status;
+
+    if (!ctx->raw) {
+        ngx_http_streaming_format_final(&ctx->out, &ctx->enc,
+                                        ctx->sequence + 1, now);
+        ngx_http_streaming_format_status(&ctx->out, &ctx->enc, &msg, now);
+    }
+
+    if (ctx->heartbeat.timer_set) {
+        ngx_del_timer(&ctx->heartbeat);
+    }
+
+    if (ctx->idle.timer_set) {
+        ngx_del_timer(&ctx->idle);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "streaming producer: stream \"%V\" ends: %V",
+                   &ctx->id, &msg.status);
+}
+
+
+/* passes what was written to the client, keeps the rest for later */
+static ngx_int_t
+ngx_http_streaming_producer_send(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl, *out;
+
+    if (ctx->out.failed) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->detached) {
+        ngx_http_streaming_out_reset(&ctx->out);
+        return NGX_OK;
+    }
+
+    out = ctx->out.first;
+
+    if (ctx->done && !ctx->last && ctx->in == NULL
+        && ctx->status == NGX_HTTP_STREAMING_COMPLETED)
+    {
+        if (out == NULL) {
+            b = ngx_calloc_buf(r->pool);
+            if (b == NULL) {
+                return NGX_ERROR;
+            }
+
+            cl = ngx_alloc_chain_link(r->pool);
+            if (cl == NULL) {
+                return NGX_ERROR;
+            }
+
+            cl->buf = b;
+            cl->next = NULL;
+            out = cl;
+        }
+
+        for (cl = out; cl->next; cl = cl->next) { /* void */ }
+
+        cl->buf->last_buf = (r == r->main) ? 1 : 0;
+        cl->buf->last_in_chain = 1;
+        ctx->last = 1;
+    }
+
+    if (out) {
+        for (cl = out; cl->next; cl = cl->next) { /* void */ }
+        cl->buf->flush = 1;
+
+        if (ctx->conf->heartbeat && !ctx->done) {
+            ngx_add_timer(&ctx->heartbeat, ctx->conf->heartbeat);
+        }
+    }
+
+    if (out == NULL && ctx->busy == NULL && !r->connection->buffered) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_next_body_filter(r, out);
+
+    ngx_chain_update_chains(r->pool, &ctx->out.free, &ctx->busy, &out,
+                            ctx->out.tag);
+
+    ngx_http_streaming_out_reset(&ctx->out);
+    ngx_http_streaming_producer_sent(r, ctx);
+
+    return rc;
+}
+
+
+/*
+ * Sent buffers go back to the free list; what is still unsent counts
+ * against streaming_send_buffer (ctx->out.size).
+ */
+static void
+ngx_http_streaming_producer_sent(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx)
+{
+    off_t         size;
+    ngx_chain_t  *cl, *none;
+
+    if (ctx->out.first) {
+        return;
+    }
+
+    none = NULL;
+
+    ngx_chain_update_chains(r->pool, &ctx->out.free, &ctx->busy, &none,
+                            ctx->out.tag);
+
+    size = 0;
+
+    for (cl = ctx->busy; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    ctx->out.size = size;
+}
+
+
+static void
+ngx_http_streaming_producer_status_msg(ngx_http_streaming_stream_t *st,
+    ngx_http_streaming_status_msg_t *msg)
+{
+    msg->status = ngx_http_streaming_status_names[st->status];
+    msg->bytes = st->bytes;
+    msg->total_size = st->total_size;
+    msg->remaining_ms = -1;
+    msg->checkpoint = 1;
+    msg->checkpoint_sequence = st->checkpoint_sequence;
+    msg->checkpoint_bytes = st->checkpoint_bytes;
+    msg->checkpoint_time = st->checkpoint_time;
+
+    msg->code.len = st->code_len;
+    msg->code.data = st->code;
+    msg->message.len = st->message_len;
+    msg->message.data = st->message;
+}
+
+
+/*
+ * The upstream module ends the request: after a failure of the upstream
+ * (rc is an error), the client still gets the stream's final status before
+ * nginx closes the connection.
+ */
+static void
+ngx_http_streaming_producer_finalize(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_streaming_producer_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (ctx->finalize) {
+        ctx->finalize(r, rc);
+    }
+
+    if (rc == NGX_OK || ctx->done || !ctx->producing) {
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "streaming producer: upstream finalized with %i", rc);
+
+    if ((rc == NGX_HTTP_CLIENT_CLOSED_REQUEST || r->connection->error)
+        && !ctx->detached)
+    {
+        ngx_http_streaming_producer_finish(r, ctx,
+                                           NGX_HTTP_STREAMING_CANCELLED,
+                                           "CANCELLED",
+                                           "the client went away");
+        return;
+    }
+
+    if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+        ngx_http_streaming_producer_finish(r, ctx, NGX_HTTP_STREAMING_ERROR,
+                                           "UPSTREAM_TIMEOUT",
+                                           "the upstream timed out");
+    } else {
+        ngx_http_streaming_producer_finish(r, ctx, NGX_HTTP_STREAMING_ERROR,
+                                           "UPSTREAM_ERROR",
+                                           "the upstream failed mid-stream");
+    }
+
+    /* held input is of no use now; the rest goes out at once */
+    ctx->in = NULL;
+    r->buffered &= ~NGX_HTTP_STREAMING_BUFFERED;
+
+    (void) ngx_http_streaming_producer_send(r, ctx);
+}
+
+
+static void
+ngx_http_streaming_producer_heartbeat(ngx_event_t *ev)
+{
+    ngx_connection_t                   *c;
+    ngx_http_request_t                 *r;
+    ngx_http_streaming_status_msg_t     msg;
+    ngx_http_streaming_stream_t        *st;
+    ngx_http_streaming_producer_ctx_t  *ctx;
+
+    r = ev->data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (ctx->done || c->error) {
+        return;
+    }
+
+    ngx_memzero(&msg, sizeof(ngx_http_streaming_status_msg_t));
+    msg.total_size = -1;
+    msg.remaining_ms = -1;
+    msg.status = ngx_http_streaming_status_names[NGX_HTTP_STREAMING_ACTIVE];
+
+    if (ctx->enc.format == NGX_HTTP_STREAMING_FORMAT_NDJSON) {
+        ngx_http_streaming_store_lock(ctx->zone);
+
+        st = ngx_http_streaming_producer_stream_locked(ctx);
+        if (st) {
+            ngx_http_streaming_producer_status_msg(st, &msg);
+            msg.checkpoint = 0;
+            msg.code.len = 0;
+        }
+
+        ngx_http_streaming_store_unlock(ctx->zone);
+    }
+
+    if (!ctx->raw) {
+        ngx_http_streaming_format_heartbeat(&ctx->out, &ctx->enc, &msg,
+                                            ngx_http_streaming_store_now());
+    }
+
+    if (ngx_http_streaming_producer_send(r, ctx) == NGX_ERROR) {
+        c->error = 1;
+    }
+
+    if (ctx->out.first == NULL && !ctx->done && !ctx->heartbeat.timer_set) {
+        ngx_add_timer(&ctx->heartbeat, ctx->conf->heartbeat);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * Nothing came from the producer for idle_timeout: the stream ends with
+ * IDLE_TIMEOUT and the upstream is closed.
+ */
+static void
+ngx_http_streaming_producer_idle(ngx_event_t *ev)
+{
+    ngx_connection_t                   *c;
+    ngx_http_request_t                 *r;
+    ngx_http_streaming_producer_ctx_t  *ctx;
+
+    r = ev->data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (ctx->done) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "streaming: stream \"%V\" idle for %M, closing its "
+                  "producer", &ctx->id, ctx->zone->idle_timeout);
+
+    ngx_http_streaming_producer_finish(r, ctx, NGX_HTTP_STREAMING_ERROR,
+                                       "IDLE_TIMEOUT",
+                                       "nothing received for the idle "
+                                       "timeout");
+
+    ctx->in = NULL;
+    r->buffered &= ~NGX_HTTP_STREAMING_BUFFERED;
+
+    (void) ngx_http_streaming_producer_send(r, ctx);
+
+    ngx_http_finalize_request(r, NGX_ERROR);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * Replaces the upstream module's check for a client gone away while the
+ * response streams: under streaming_detach the producer keeps going.
+ */
+static void
+ngx_http_streaming_producer_read_handler(ngx_http_request_t *r)
+{
+    int                                 n;
+    char                                buf[1];
+    ngx_err_t                           err;
+    ngx_connection_t                   *c;
+    ngx_http_streaming_producer_ctx_t  *ctx;
+
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (ctx->detached || ctx->done) {
+        return;
+    }
+
+    if (c->error) {
+        goto gone;
+    }
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        return;
+    }
+#endif
+
+#if (NGX_HAVE_EPOLLRDHUP)
+    if ((ngx_event_flags & NGX_USE_EPOLL_EVENT) && ngx_use_epoll_rdhup) {
+        if (!c->read->pending_eof) {
+            return;
+        }
+
+        goto gone;
+    }
+#endif
+
+    n = recv(c->fd, buf, 1, MSG_PEEK);
+    err = ngx_socket_errno;
+
+    if (n > 0 || (n == -1 && err == NGX_EAGAIN)) {
+        return;
+    }
+
+gone:
+
+    ngx_http_streaming_producer_leave(r, ctx);
+
+    /* run the upstream module's loop: it feeds what it holds to the store */
+    ngx_post_event(c->write, &ngx_posted_events);
+}
+
+
+/* a client stalled past send_timeout detaches too, instead of a 408 */
+static void
+ngx_http_streaming_producer_write_handler(ngx_http_request_t *r)
+{
+    ngx_connection_t                   *c;
+    ngx_http_streaming_producer_ctx_t  *ctx;
+
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (c->write->timedout && !ctx->detached && !ctx->done) {
+        c->write->timedout = 0;
+        ngx_http_streaming_producer_leave(r, ctx);
+    }
+
+    ctx->write_handler(r);
+}
+
+
+/*
+ * The client is gone but the producer goes on: what was queued for the
+ * client is dropped, the connection is marked failed so nginx writes no
+ * more, and the detach timer bounds how long the upstream is read.
+ */
+static void
+ngx_http_streaming_producer_leave(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx)
+{
+    ngx_chain_t       *cl, *none;
+    ngx_event_t       *wev;
+    ngx_connection_t  *c;
+
+    c = r->connection;
+    none = NULL;
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "streaming: client of stream \"%V\" left, the producer "
+                  "goes on for up to %M", &ctx->id, ctx->conf->detach);
+
+    ctx->detached = 1;
+
+    for (cl = r->out; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+
+    r->out = NULL;
+
+    for (cl = ctx->busy; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+    }
+
+    ngx_chain_update_chains(r->pool, &ctx->out.free, &ctx->busy, &none,
+                            ctx->out.tag);
+    ngx_http_streaming_out_reset(&ctx->out);
+
+    c->buffered = 0;
+    r->buffered = 0;
+    c->error = 1;
+
+    wev = c->write;
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    wev->ready = 1;
+    wev->delayed = 0;
+
+    if (ctx->heartbeat.timer_set) {
+        ngx_del_timer(&ctx->heartbeat);
+    }
+
+    ngx_add_timer(&ctx->detach, ctx->conf->detach);
+}
+
+
+/* nobody came back in time: the producer is cancelled */
+static void
+ngx_http_streaming_producer_detach_timeout(ngx_event_t *ev)
+{
+    ngx_connection_t                   *c;
+    ngx_http_request_t                 *r;
+    ngx_http_streaming_producer_ctx_t  *ctx;
+
+    r = ev->data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (ctx->done) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "streaming: stream \"%V\" detached for %M, cancelling "
+                  "its producer", &ctx->id, ctx->conf->detach);
+
+    ngx_http_streaming_producer_finish(r, ctx, NGX_HTTP_STREAMING_CANCELLED,
+                                       "CANCELLED",
+                                       "no subscriber came back within "
+                                       "streaming_detach");
+
+    ngx_http_finalize_request(r, NGX_ERROR);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* the stream, if it is still the one this request created */
+static ngx_http_streaming_stream_t *
+ngx_http_streaming_producer_stream_locked(
+    ngx_http_streaming_producer_ctx_t *ctx)
+{
+    ngx_http_streaming_stream_t  *st;
+
+    st = ngx_http_streaming_store_find_locked(ctx->zone, ctx->id.data,
+                                              ctx->id.len);
+
+    if (st == NULL
+        || ngx_memcmp(st->nonce, ctx->nonce, sizeof(ctx->nonce)) != 0)
+    {
+        return NULL;
+    }
+
+    return st;
+}
+
+
+/* sets a response header, replacing one of that name */
+static ngx_int_t
+ngx_http_streaming_producer_set_header(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *value)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash != 0
+            && h[i].key.len == key->len
+            && ngx_strncasecmp(h[i].key.data, key->data, key->len) == 0)
+        {
+            h[i].hash = 0;
+        }
+    }
+
+    if (key->len == sizeof("Cache-Control") - 1) {
+#if (nginx_version >= 1023000)
+        r->headers_out.cache_control = NULL;
+#else
+        r->headers_out.cache_control.nelts = 0;
+#endif
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    h->key = *key;
+    h->value = *value;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_streaming_producer_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                             *p;
+    ngx_str_t                          *s;
+    ngx_http_streaming_producer_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_streaming_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    switch (data) {
+
+    case NGX_HTTP_STREAMING_VAR_ID:
+        v->len = ctx->id.len;
+        v->data = ctx->id.data;
+        return NGX_OK;
+
+    case NGX_HTTP_STREAMING_VAR_STATUS:
+        s = &ngx_http_streaming_status_names[ctx->status];
+        v->len = s->len;
+        v->data = s->data;
+        return NGX_OK;
+
+    case NGX_HTTP_STREAMING_VAR_TOKEN:
+    case NGX_HTTP_STREAMING_VAR_RESUMED:
+        v->len = 0;
+        v->data = (u_char *) "";
+        return NGX_OK;
+
+    case NGX_HTTP_STREAMING_VAR_FIRST:
+        if (ctx->first_chunk_ms < 0) {
+            v->len = 0;
+            v->data = (u_char *) "";
+            return NGX_OK;
+        }
+
+        break;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+
+    switch (data) {
+
+    case NGX_HTTP_STREAMING_VAR_SEQUENCE:
+        v->len = ngx_sprintf(p, "%uL", ctx->sequence) - p;
+        break;
+
+    case NGX_HTTP_STREAMING_VAR_CHUNKS:
+        v->len = ngx_sprintf(p, "%uL", ctx->chunks) - p;
+        break;
+
+    case NGX_HTTP_STREAMING_VAR_BYTES:
+        v->len = ngx_sprintf(p, "%uL", ctx->bytes) - p;
+        break;
+
+    default: /* NGX_HTTP_STREAMING_VAR_FIRST */
+        v->len = ngx_sprintf(p, "%M", (ngx_msec_t) ctx->first_chunk_ms) - p;
+        break;
+    }
+
+    return NGX_OK;
+}
