@@ -6,12 +6,17 @@
 #   make asan       the test suite on nginx 1.26 built with ASan + UBSan
 #   make test-1.26  the test suite on nginx 1.26 built from source
 #   make debug      nginx $(NGINX_VERSION) from source, with the module, -O0
+#   make fuzz       the libFuzzer targets, FUZZ_TIME seconds each
+#   make bench-tools  the benchmark load client (build/sse-load)
+#   make bench-producer  plain proxy_pass vs streaming location benchmark
+#                   (writes build/bench/producer-results.md)
 #
 # NGINX_SRC=/path/to/nginx   build from that tree instead of apt-get source
 # TEST=t/010-zone.t          run only these tests
 
 NGINX_VERSION ?= 1.26
 TEST          ?= t/
+FUZZ_TIME     ?= 60
 PROVE         ?= prove
 PROVE_FLAGS   ?= -r
 
@@ -20,7 +25,8 @@ MOCK_CFLAGS    = -O2 -g -Wall -Wextra -Werror
 
 SRCS = config $(wildcard src/*.c src/*.h)
 
-.PHONY: all module mock test asan test-1.26 debug demo clean
+.PHONY: all module mock test asan test-1.26 debug demo fuzz clean \
+        bench-tools bench-producer
 
 all: module
 
@@ -34,6 +40,16 @@ mock: build/mock-llm
 build/mock-llm: util/mock-llm/mock-llm.c
 	@mkdir -p build
 	$(CC) $(MOCK_CFLAGS) -o $@ $<
+
+bench-tools: build/sse-load
+
+build/sse-load: util/bench/sse-load.c
+	@mkdir -p build
+	$(CC) $(MOCK_CFLAGS) -o $@ $<
+
+# BENCH_FLAGS: options for util/bench/producer.pl (e.g. --quick)
+bench-producer: module mock bench-tools
+	util/bench/producer.pl $(BENCH_FLAGS)
 
 test: module mock
 	util/install-deps.sh test
@@ -55,6 +71,9 @@ test-1.26: mock
 
 debug:
 	util/build-nginx.sh $(NGINX_VERSION) debug
+
+fuzz: module
+	util/fuzz.sh $(FUZZ_TIME)
 
 demo: module mock
 	util/install-deps.sh demo
