@@ -478,7 +478,8 @@ ngx_http_streaming_sse_strip_id(u_char *p, size_t len, u_char *dst)
         if (ngx_http_streaming_sse_line(p, last, &line)
             != NGX_HTTP_STREAMING_SSE_ID)
         {
-            dst = ngx_cpymem(dst, line.start, line.next - line.start);
+            /* dst may be the event itself: dst never passes p */
+            dst = ngx_movemem(dst, line.start, line.next - line.start);
         }
 
         p = line.next;

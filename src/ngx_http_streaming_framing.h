@@ -144,21 +144,22 @@ typedef struct {
 /*
  * One SSE event (a CHUNK or SKIP block of sse framing, contiguous, without
  * the stream's BOM: see f->bom), as ngx_http_streaming_sse_parse() sees it.
- * Pointers point into the event.
+ * Pointers point into the event.  These helpers know no BOM: U+FEFF is part
+ * of a field name, as it is mid-stream.
  */
 
 #define NGX_HTTP_STREAMING_SSE_IDS  4
 
 typedef struct {
     ngx_str_t       event;        /* the last "event" value */
-    ngx_str_t       id;           /* the last "id" value */
+    ngx_str_t       id;           /* the last "id" value, if nids */
     size_t          data_len;     /* the data value's length */
     size_t          stripped_len; /* the size of sse_strip_id()'s output */
 
     ngx_uint_t      nids;         /* "id" lines, may exceed SSE_IDS */
+
+    /* the first "id" lines, each with its line end */
     ngx_str_t       id_lines[NGX_HTTP_STREAMING_SSE_IDS];
-                                  /* the first ones, each with its line
-                                     end */
 
     unsigned        has_data:1;
     unsigned        has_event:1;
@@ -185,7 +186,8 @@ u_char *ngx_http_streaming_sse_data(u_char *p, size_t len, u_char *dst);
 
 /*
  * Copies the event without its "id" lines (each with its line end):
- * ev->stripped_len bytes.  Returns the end.
+ * ev->stripped_len bytes.  Returns the end.  dst may be p: the event is
+ * then stripped in place.
  */
 u_char *ngx_http_streaming_sse_strip_id(u_char *p, size_t len, u_char *dst);
 
