@@ -34,11 +34,30 @@ typedef struct {
     ngx_array_t                     zones;  /* ngx_http_streaming_zone_t * */
     ngx_array_t                     used;   /* ngx_shm_zone_t *, by name */
     ngx_uint_t                      producers;
+    ngx_msec_t                      sweep;
 } ngx_http_streaming_main_conf_t;
+
+
+/*
+ * What every request of the module (producer, subscriber) keeps about its
+ * stream, for the $streaming_* variables: the first member of their ctx.
+ */
+typedef struct {
+    ngx_str_t                       id;
+    ngx_str_t                       token;
+    uint64_t                        sequence;   /* last sent to the client */
+    uint64_t                        chunks;
+    uint64_t                        bytes;
+    int64_t                         resumed_from;    /* -1: not a resume */
+    ngx_msec_int_t                  first_chunk_ms;  /* -1: none yet */
+    ngx_uint_t                      status;
+    unsigned                        producer:1; /* else a subscriber */
+} ngx_http_streaming_request_t;
 
 
 typedef struct {
     ngx_shm_zone_t                 *zone;         /* streaming */
+    ngx_shm_zone_t                 *subscribe;    /* streaming_subscribe */
     ngx_http_complex_value_t       *id;
     ngx_uint_t                      framing;
     size_t                          bytes_size;

@@ -129,3 +129,78 @@ ngx_http_streaming_send_error(ngx_http_request_t *r, ngx_uint_t status,
     return ngx_http_streaming_send(r, status, &ngx_http_streaming_json_type,
                                    out.first, out.size);
 }
+
+
+/* sets a response header, replacing one of that name */
+ngx_int_t
+ngx_http_streaming_set_header(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *value)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash != 0
+            && h[i].key.len == key->len
+            && ngx_strncasecmp(h[i].key.data, key->data, key->len) == 0)
+        {
+            h[i].hash = 0;
+        }
+    }
+
+    if (key->len == sizeof("Cache-Control") - 1) {
+#if (nginx_version >= 1023000)
+        r->headers_out.cache_control = NULL;
+#else
+        r->headers_out.cache_control.nelts = 0;
+#endif
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    h->key = *key;
+    h->value = *value;
+
+    return NGX_OK;
+}
+
+
+/* a stream's answer is never cached, nor held by a proxy in front */
+ngx_int_t
+ngx_http_streaming_set_no_cache(ngx_http_request_t *r)
+{
+    static ngx_str_t  cache_control = ngx_string("Cache-Control");
+    static ngx_str_t  no_cache = ngx_string("no-cache");
+    static ngx_str_t  accel = ngx_string("X-Accel-Buffering");
+    static ngx_str_t  no = ngx_string("no");
+
+    if (ngx_http_streaming_set_header(r, &cache_control, &no_cache) != NGX_OK
+        || ngx_http_streaming_set_header(r, &accel, &no) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}

@@ -18,6 +18,9 @@
 
 ngx_table_elt_t *ngx_http_streaming_header_in(ngx_http_request_t *r,
     const char *name, size_t len);
+ngx_int_t ngx_http_streaming_set_header(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *value);
+ngx_int_t ngx_http_streaming_set_no_cache(ngx_http_request_t *r);
 ngx_int_t ngx_http_streaming_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *content_type, ngx_chain_t *body, off_t size);
 ngx_int_t ngx_http_streaming_send_error(ngx_http_request_t *r,

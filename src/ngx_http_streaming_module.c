@@ -12,6 +12,7 @@
 #include "ngx_http_streaming_framing.h"
 #include "ngx_http_streaming_format.h"
 #include "ngx_http_streaming_producer.h"
+#include "ngx_http_streaming_subscriber.h"
 #include "ngx_http_streaming_status.h"
 
 
@@ -39,6 +40,16 @@ static char *ngx_http_streaming_framing(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_streaming_off_msec(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_streaming_conf_id(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_streaming_conf_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_streaming_conf_num(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_streaming_conf_size(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_streaming_conf_invalid(ngx_conf_t *cf,
+    ngx_command_t *cmd);
 static char *ngx_http_streaming_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_streaming_zone_param(ngx_conf_t *cf,
@@ -47,12 +58,23 @@ static ngx_int_t ngx_http_streaming_zone_resized(ngx_conf_t *cf,
     ngx_str_t *name, size_t size);
 static char *ngx_http_streaming_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_streaming_subscribe(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_shm_zone_t *ngx_http_streaming_use_zone(ngx_conf_t *cf,
+    ngx_str_t *name);
+static ngx_int_t ngx_http_streaming_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_streaming_init_process(ngx_cycle_t *cycle);
+static void ngx_http_streaming_exit_process(ngx_cycle_t *cycle);
 static void ngx_http_streaming_sweep(ngx_event_t *ev);
 
 
-/* how often each worker ends idle streams and removes expired ones */
-#define NGX_HTTP_STREAMING_SWEEP  1000
+/*
+ * How often each worker ends idle streams and removes expired ones: a
+ * quarter of the shortest ttl or idle_timeout, within these bounds.
+ */
+#define NGX_HTTP_STREAMING_SWEEP      1000
+#define NGX_HTTP_STREAMING_SWEEP_MIN  100
 
 
 static ngx_conf_enum_t  ngx_http_streaming_formats[] = {
@@ -94,7 +116,7 @@ static ngx_command_t  ngx_http_streaming_commands[] = {
 
     { ngx_string("streaming_id"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_set_complex_value_slot,
+      ngx_http_streaming_conf_id,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_streaming_loc_conf_t, id),
       NULL },
@@ -108,7 +130,7 @@ static ngx_command_t  ngx_http_streaming_commands[] = {
 
     { ngx_string("streaming_format"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_streaming_conf_enum,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_streaming_loc_conf_t, format),
       &ngx_http_streaming_formats },
@@ -122,14 +144,14 @@ static ngx_command_t  ngx_http_streaming_commands[] = {
 
     { ngx_string("streaming_overflow"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_streaming_conf_enum,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_streaming_loc_conf_t, overflow),
       &ngx_http_streaming_overflows },
 
     { ngx_string("streaming_window"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_streaming_conf_num,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_streaming_loc_conf_t, window),
       &ngx_http_streaming_window_bounds },
@@ -150,16 +172,23 @@ static ngx_command_t  ngx_http_streaming_commands[] = {
 
     { ngx_string("streaming_max_chunk"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_size_slot,
+      ngx_http_streaming_conf_size,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_streaming_loc_conf_t, max_chunk),
       NULL },
 
     { ngx_string("streaming_send_buffer"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_size_slot,
+      ngx_http_streaming_conf_size,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_streaming_loc_conf_t, send_buffer),
+      NULL },
+
+    { ngx_string("streaming_subscribe"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_streaming_subscribe,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("streaming_status"),
@@ -198,16 +227,69 @@ ngx_module_t  ngx_http_streaming_module = {
     ngx_http_streaming_init_process,       /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_streaming_exit_process,       /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
+};
+
+
+#define NGX_HTTP_STREAMING_VAR_ID          0
+#define NGX_HTTP_STREAMING_VAR_TOKEN       1
+#define NGX_HTTP_STREAMING_VAR_SEQUENCE    2
+#define NGX_HTTP_STREAMING_VAR_CHUNKS      3
+#define NGX_HTTP_STREAMING_VAR_BYTES       4
+#define NGX_HTTP_STREAMING_VAR_STATUS      5
+#define NGX_HTTP_STREAMING_VAR_RESUMED     6
+#define NGX_HTTP_STREAMING_VAR_FIRST       7
+
+
+static ngx_http_variable_t  ngx_http_streaming_vars[] = {
+
+    { ngx_string("streaming_id"), NULL, ngx_http_streaming_variable,
+      NGX_HTTP_STREAMING_VAR_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_token"), NULL, ngx_http_streaming_variable,
+      NGX_HTTP_STREAMING_VAR_TOKEN, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_sequence"), NULL, ngx_http_streaming_variable,
+      NGX_HTTP_STREAMING_VAR_SEQUENCE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_chunks"), NULL, ngx_http_streaming_variable,
+      NGX_HTTP_STREAMING_VAR_CHUNKS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_bytes"), NULL, ngx_http_streaming_variable,
+      NGX_HTTP_STREAMING_VAR_BYTES, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_status"), NULL, ngx_http_streaming_variable,
+      NGX_HTTP_STREAMING_VAR_STATUS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_resumed_from"), NULL, ngx_http_streaming_variable,
+      NGX_HTTP_STREAMING_VAR_RESUMED, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("streaming_first_chunk_ms"), NULL,
+      ngx_http_streaming_variable,
+      NGX_HTTP_STREAMING_VAR_FIRST, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
 };
 
 
 static ngx_int_t
 ngx_http_streaming_preconfiguration(ngx_conf_t *cf)
 {
-    return ngx_http_streaming_producer_add_variables(cf);
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_streaming_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -336,18 +418,6 @@ ngx_http_streaming_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
                               NGX_HTTP_STREAMING_DEFAULT_SEND_BUFFER);
 
-    if (conf->max_chunk == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "streaming_max_chunk must be more than 0");
-        return NGX_CONF_ERROR;
-    }
-
-    if (conf->send_buffer == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "streaming_send_buffer must be more than 0");
-        return NGX_CONF_ERROR;
-    }
-
     if (conf->framing == NGX_HTTP_STREAMING_FRAMING_BYTES
         && conf->bytes_size > conf->max_chunk)
     {
@@ -368,7 +438,7 @@ ngx_http_streaming(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_streaming_loc_conf_t *slcf = conf;
 
     ngx_str_t                        *value;
-    ngx_shm_zone_t                   *shm_zone, **used;
+    ngx_shm_zone_t                   *shm_zone;
     ngx_http_streaming_main_conf_t   *smcf;
 
     if (slcf->zone != NGX_CONF_UNSET_PTR) {
@@ -382,20 +452,12 @@ ngx_http_streaming(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    shm_zone = ngx_shared_memory_add(cf, &value[1], 0,
-                                     &ngx_http_streaming_module);
+    shm_zone = ngx_http_streaming_use_zone(cf, &value[1]);
     if (shm_zone == NULL) {
         return NGX_CONF_ERROR;
     }
 
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_streaming_module);
-
-    used = ngx_array_push(&smcf->used);
-    if (used == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *used = shm_zone;
     smcf->producers++;
 
     slcf->zone = shm_zone;
@@ -557,6 +619,7 @@ ngx_http_streaming_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     zone->name = value[1];
     zone->size = size;
+    ngx_queue_init(&zone->waiters);
     zone->buffer = NGX_HTTP_STREAMING_DEFAULT_BUFFER;
     zone->ttl = NGX_HTTP_STREAMING_DEFAULT_TTL;
     zone->idle_timeout = NGX_HTTP_STREAMING_DEFAULT_IDLE_TIMEOUT;
@@ -752,6 +815,158 @@ ngx_http_streaming_zone_resized(ngx_conf_t *cf, ngx_str_t *name, size_t size)
 }
 
 
+/* a constant id is checked now, an id from variables for each request */
+static char *
+ngx_http_streaming_conf_id(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char                      *rv;
+    ngx_http_complex_value_t  *cv;
+
+    rv = ngx_http_set_complex_value_slot(cf, cmd, conf);
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    cv = *(ngx_http_complex_value_t **) ((char *) conf + cmd->offset);
+
+    if (cv->lengths == NULL
+        && !ngx_http_streaming_store_id_valid(cv->value.data, cv->value.len))
+    {
+        return ngx_http_streaming_conf_invalid(cf, cmd);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The stock slots, with a message that names the directive and the value
+ * (theirs name one or the other).
+ */
+static char *
+ngx_http_streaming_conf_enum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t        *value;
+    ngx_conf_enum_t  *e;
+
+    value = cf->args->elts;
+
+    for (e = cmd->post; e->name.len; e++) {
+        if (e->name.len == value[1].len
+            && ngx_strcmp(e->name.data, value[1].data) == 0)
+        {
+            return ngx_conf_set_enum_slot(cf, cmd, conf);
+        }
+    }
+
+    return ngx_http_streaming_conf_invalid(cf, cmd);
+}
+
+
+static char *
+ngx_http_streaming_conf_num(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t              *value;
+    ngx_int_t               n;
+    ngx_conf_num_bounds_t  *bounds;
+
+    value = cf->args->elts;
+    bounds = cmd->post;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n == NGX_ERROR || n < bounds->low || n > bounds->high) {
+        return ngx_http_streaming_conf_invalid(cf, cmd);
+    }
+
+    return ngx_conf_set_num_slot(cf, cmd, conf);
+}
+
+
+static char *
+ngx_http_streaming_conf_size(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[1]);
+
+    if (size == NGX_ERROR || size == 0) {
+        return ngx_http_streaming_conf_invalid(cf, cmd);
+    }
+
+    return ngx_conf_set_size_slot(cf, cmd, conf);
+}
+
+
+static char *
+ngx_http_streaming_conf_invalid(ngx_conf_t *cf, ngx_command_t *cmd)
+{
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid %V \"%V\"",
+                       &cmd->name, &value[1]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_streaming_subscribe(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_streaming_loc_conf_t *slcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (slcf->subscribe) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    slcf->subscribe = ngx_http_streaming_use_zone(cf, &value[1]);
+    if (slcf->subscribe == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_streaming_subscriber_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* a zone named by a location, maybe declared later in the configuration */
+static ngx_shm_zone_t *
+ngx_http_streaming_use_zone(ngx_conf_t *cf, ngx_str_t *name)
+{
+    ngx_shm_zone_t                  *shm_zone, **used;
+    ngx_http_streaming_main_conf_t  *smcf;
+
+    shm_zone = ngx_shared_memory_add(cf, name, 0, &ngx_http_streaming_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_streaming_module);
+
+    used = ngx_array_push(&smcf->used);
+    if (used == NULL) {
+        return NULL;
+    }
+
+    *used = shm_zone;
+
+    return shm_zone;
+}
+
+
 static char *
 ngx_http_streaming_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -767,14 +982,26 @@ ngx_http_streaming_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_streaming_init_process(ngx_cycle_t *cycle)
 {
-    ngx_event_t                     *ev;
-    ngx_http_streaming_main_conf_t  *smcf;
+    ngx_uint_t                        i;
+    ngx_event_t                      *ev;
+    ngx_http_streaming_zone_t       **zones;
+    ngx_http_streaming_main_conf_t   *smcf;
 
     smcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_streaming_module);
 
     if (smcf == NULL || smcf->zones.nelts == 0) {
         return NGX_OK;
+    }
+
+    zones = smcf->zones.elts;
+
+    for (i = 0; i < smcf->zones.nelts; i++) {
+        if (ngx_http_streaming_subscriber_init_process(cycle, zones[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     ev = ngx_pcalloc(cycle->pool, sizeof(ngx_event_t));
@@ -787,7 +1014,21 @@ ngx_http_streaming_init_process(ngx_cycle_t *cycle)
     ev->log = cycle->log;
     ev->cancelable = 1;
 
-    ngx_add_timer(ev, NGX_HTTP_STREAMING_SWEEP);
+    smcf->sweep = NGX_HTTP_STREAMING_SWEEP;
+
+    for (i = 0; i < smcf->zones.nelts; i++) {
+        if (zones[i]->ttl) {
+            smcf->sweep = ngx_min(smcf->sweep, zones[i]->ttl / 4);
+        }
+
+        if (zones[i]->idle_timeout) {
+            smcf->sweep = ngx_min(smcf->sweep, zones[i]->idle_timeout / 4);
+        }
+    }
+
+    smcf->sweep = ngx_max(smcf->sweep, NGX_HTTP_STREAMING_SWEEP_MIN);
+
+    ngx_add_timer(ev, smcf->sweep);
 
     return NGX_OK;
 }
@@ -819,5 +1060,118 @@ ngx_http_streaming_sweep(ngx_event_t *ev)
         ngx_http_streaming_store_unlock(zones[i]);
     }
 
-    ngx_add_timer(ev, NGX_HTTP_STREAMING_SWEEP);
+    ngx_add_timer(ev, smcf->sweep);
+}
+
+
+static void
+ngx_http_streaming_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                        i;
+    ngx_http_streaming_zone_t       **zones;
+    ngx_http_streaming_main_conf_t   *smcf;
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_streaming_module);
+
+    if (smcf == NULL) {
+        return;
+    }
+
+    zones = smcf->zones.elts;
+
+    for (i = 0; i < smcf->zones.nelts; i++) {
+        ngx_http_streaming_subscriber_exit_process(zones[i]);
+    }
+}
+
+
+/* the $streaming_* variables, from either kind of request */
+static ngx_int_t
+ngx_http_streaming_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                        *p;
+    ngx_str_t                     *s;
+    ngx_http_streaming_request_t  *req;
+
+    req = ngx_http_get_module_ctx(r->main, ngx_http_streaming_module);
+
+    if (req == NULL || req->id.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    switch (data) {
+
+    case NGX_HTTP_STREAMING_VAR_ID:
+        v->len = req->id.len;
+        v->data = req->id.data;
+        return NGX_OK;
+
+    case NGX_HTTP_STREAMING_VAR_TOKEN:
+        v->len = req->token.len;
+        v->data = req->token.data;
+        return NGX_OK;
+
+    case NGX_HTTP_STREAMING_VAR_STATUS:
+        s = &ngx_http_streaming_status_names[req->status];
+        v->len = s->len;
+        v->data = s->data;
+        return NGX_OK;
+
+    case NGX_HTTP_STREAMING_VAR_RESUMED:
+        if (req->resumed_from < 0) {
+            v->len = 0;
+            v->data = (u_char *) "";
+            return NGX_OK;
+        }
+
+        break;
+
+    case NGX_HTTP_STREAMING_VAR_FIRST:
+        if (req->first_chunk_ms < 0) {
+            v->len = 0;
+            v->data = (u_char *) "";
+            return NGX_OK;
+        }
+
+        break;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+
+    switch (data) {
+
+    case NGX_HTTP_STREAMING_VAR_SEQUENCE:
+        v->len = ngx_sprintf(p, "%uL", req->sequence) - p;
+        break;
+
+    case NGX_HTTP_STREAMING_VAR_CHUNKS:
+        v->len = ngx_sprintf(p, "%uL", req->chunks) - p;
+        break;
+
+    case NGX_HTTP_STREAMING_VAR_BYTES:
+        v->len = ngx_sprintf(p, "%uL", req->bytes) - p;
+        break;
+
+    case NGX_HTTP_STREAMING_VAR_RESUMED:
+        v->len = ngx_sprintf(p, "%L", req->resumed_from) - p;
+        break;
+
+    default: /* NGX_HTTP_STREAMING_VAR_FIRST */
+        v->len = ngx_sprintf(p, "%M", (ngx_msec_t) req->first_chunk_ms) - p;
+        break;
+    }
+
+    return NGX_OK;
 }

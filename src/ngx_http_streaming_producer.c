@@ -15,6 +15,7 @@
 #include "ngx_http_streaming_format.h"
 #include "ngx_http_streaming_http.h"
 #include "ngx_http_streaming_message.h"
+#include "ngx_http_streaming_subscriber.h"
 #include "ngx_http_streaming_producer.h"
 
 
@@ -25,10 +26,13 @@
 
 
 typedef struct {
+    ngx_http_streaming_request_t      req;       /* the first member */
+    ngx_http_streaming_waiter_t       waiter;
+
     ngx_http_streaming_zone_t        *zone;
     ngx_http_streaming_loc_conf_t    *conf;
-    ngx_str_t                         id;
     u_char                            nonce[16];
+    ngx_http_streaming_sub_t         *sub;       /* its own client's */
 
     ngx_http_streaming_framer_t       framer;
     ngx_http_streaming_encoder_t      enc;
@@ -40,12 +44,6 @@ typedef struct {
 
     ngx_chain_t                      *in;        /* held input */
     ngx_chain_t                      *busy;      /* output not yet sent */
-
-    uint64_t                          sequence;  /* last sent to client */
-    uint64_t                          chunks;
-    uint64_t                          bytes;
-    ngx_msec_int_t                    first_chunk_ms;  /* -1: none yet */
-    ngx_uint_t                        status;    /* at the end */
 
     ngx_event_t                       heartbeat;
     ngx_event_t                       idle;
@@ -64,6 +62,7 @@ typedef struct {
     unsigned                          done:1;
     unsigned                          last:1;    /* last_buf sent */
     unsigned                          detached:1;
+    unsigned                          overflow:1; /* held for a subscriber */
 } ngx_http_streaming_producer_ctx_t;
 
 
@@ -82,6 +81,8 @@ static ngx_int_t ngx_http_streaming_producer_frame(ngx_http_request_t *r,
     ngx_http_streaming_producer_ctx_t *ctx, u_char *p, u_char *last);
 static ngx_int_t ngx_http_streaming_producer_keep(
     ngx_http_streaming_producer_ctx_t *ctx, u_char *p, u_char *last);
+static ngx_int_t ngx_http_streaming_producer_piece(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx, ngx_uint_t kind, u_char *data);
 static ngx_int_t ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
     ngx_http_streaming_producer_ctx_t *ctx, u_char *data, size_t len);
 static void ngx_http_streaming_producer_finish(ngx_http_request_t *r,
@@ -104,81 +105,11 @@ static void ngx_http_streaming_producer_leave(ngx_http_request_t *r,
 static void ngx_http_streaming_producer_detach_timeout(ngx_event_t *ev);
 static ngx_http_streaming_stream_t *ngx_http_streaming_producer_stream_locked(
     ngx_http_streaming_producer_ctx_t *ctx);
-static ngx_int_t ngx_http_streaming_producer_set_header(
-    ngx_http_request_t *r, ngx_str_t *key, ngx_str_t *value);
-static ngx_int_t ngx_http_streaming_producer_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
+static void ngx_http_streaming_producer_wake(ngx_http_streaming_waiter_t *w);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
-
-
-#define NGX_HTTP_STREAMING_VAR_ID          0
-#define NGX_HTTP_STREAMING_VAR_TOKEN       1
-#define NGX_HTTP_STREAMING_VAR_SEQUENCE    2
-#define NGX_HTTP_STREAMING_VAR_CHUNKS      3
-#define NGX_HTTP_STREAMING_VAR_BYTES       4
-#define NGX_HTTP_STREAMING_VAR_STATUS      5
-#define NGX_HTTP_STREAMING_VAR_RESUMED     6
-#define NGX_HTTP_STREAMING_VAR_FIRST       7
-
-
-static ngx_http_variable_t  ngx_http_streaming_producer_vars[] = {
-
-    { ngx_string("streaming_id"), NULL,
-      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_ID,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("streaming_token"), NULL,
-      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_TOKEN,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("streaming_sequence"), NULL,
-      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_SEQUENCE,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("streaming_chunks"), NULL,
-      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_CHUNKS,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("streaming_bytes"), NULL,
-      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_BYTES,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("streaming_status"), NULL,
-      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_STATUS,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("streaming_resumed_from"), NULL,
-      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_RESUMED,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("streaming_first_chunk_ms"), NULL,
-      ngx_http_streaming_producer_variable, NGX_HTTP_STREAMING_VAR_FIRST,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-      ngx_http_null_variable
-};
-
-
-ngx_int_t
-ngx_http_streaming_producer_add_variables(ngx_conf_t *cf)
-{
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_http_streaming_producer_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
-}
 
 
 /* installs the phase handler and the filters; only when "streaming" is used */
@@ -217,8 +148,10 @@ ngx_http_streaming_producer_handler(ngx_http_request_t *r)
 {
     ngx_int_t                           rc;
     ngx_str_t                           id;
+    ngx_table_elt_t                    *h;
     ngx_pool_cleanup_t                 *cln;
     ngx_http_streaming_zone_t          *zone;
+    ngx_http_streaming_subscription_t   sn;
     ngx_http_streaming_stream_t        *st;
     ngx_http_streaming_loc_conf_t      *slcf;
     ngx_http_streaming_producer_ctx_t  *ctx;
@@ -231,13 +164,39 @@ ngx_http_streaming_producer_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
 
-    if (ctx && (ctx->created || ctx->done)) {
+    if (ctx && (!ctx->req.producer || ctx->created || ctx->done)) {
         return NGX_DECLINED;
     }
 
     zone = slcf->zone->data;
 
     if (ctx == NULL) {
+        h = ngx_http_streaming_header_in(r, "Last-Event-ID", 13);
+
+        if (h
+            && ngx_http_streaming_last_event_id(&h->value, &sn.id, &sn.start)
+               == NGX_OK)
+        {
+            /*
+             * an EventSource reconnecting: served from the zone, the
+             * upstream is not asked again
+             */
+
+            sn.format = NGX_CONF_UNSET_UINT;
+            sn.last_event_id = 1;
+            sn.producer = 1;
+            sn.acks = 0;
+
+            rc = ngx_http_discard_request_body(r);
+
+            if (rc == NGX_OK) {
+                rc = ngx_http_streaming_subscriber_start(r, zone, &sn);
+            }
+
+            ngx_http_finalize_request(r, rc);
+            return NGX_DONE;
+        }
+
         ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_streaming_producer_ctx_t));
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -253,8 +212,10 @@ ngx_http_streaming_producer_handler(ngx_http_request_t *r)
 
         ctx->zone = zone;
         ctx->conf = slcf;
-        ctx->first_chunk_ms = -1;
-        ctx->status = NGX_HTTP_STREAMING_ACTIVE;
+        ctx->req.producer = 1;
+        ctx->req.first_chunk_ms = -1;
+        ctx->req.resumed_from = -1;
+        ctx->req.status = NGX_HTTP_STREAMING_ACTIVE;
 
         ngx_http_set_ctx(r, ctx, ngx_http_streaming_module);
 
@@ -345,7 +306,7 @@ ngx_http_streaming_producer_handler(ngx_http_request_t *r)
     }
 
     ctx->created = 1;
-    ctx->id = id;
+    ctx->req.id = id;
 
     ctx->enc.stream_id = id;
     ctx->enc.format = slcf->format;
@@ -529,7 +490,9 @@ ngx_http_streaming_producer_cleanup(void *data)
         ctx->pending = NULL;
     }
 
-    if (ctx->done || !ctx->created) {
+    ngx_http_streaming_waiter_remove(&ctx->waiter);
+
+    if (!ctx->created) {
         return;
     }
 
@@ -537,7 +500,14 @@ ngx_http_streaming_producer_cleanup(void *data)
 
     st = ngx_http_streaming_producer_stream_locked(ctx);
 
-    if (st) {
+    if (st && ctx->sub) {
+        (void) ngx_http_streaming_store_sub_remove_locked(ctx->zone, st,
+                                                          ctx->sub);
+    }
+
+    ctx->sub = NULL;
+
+    if (st && !ctx->done) {
         if (!ctx->header) {
             /* no response was produced at all */
             ngx_http_streaming_store_release_locked(ctx->zone, st);
@@ -568,15 +538,11 @@ ngx_http_streaming_producer_header_filter(ngx_http_request_t *r)
     ngx_http_streaming_producer_ctx_t   *ctx;
 
     static ngx_str_t  stream_id = ngx_string("Stream-Id");
-    static ngx_str_t  cache_control = ngx_string("Cache-Control");
-    static ngx_str_t  no_cache = ngx_string("no-cache");
-    static ngx_str_t  accel = ngx_string("X-Accel-Buffering");
-    static ngx_str_t  no = ngx_string("no");
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
 
-    if (ctx == NULL || r != r->main || ctx->header || ctx->done
-        || !ctx->created)
+    if (ctx == NULL || !ctx->req.producer || r != r->main || ctx->header
+        || ctx->done || !ctx->created)
     {
         return ngx_http_next_header_filter(r);
     }
@@ -629,6 +595,14 @@ ngx_http_streaming_producer_header_filter(ngx_http_request_t *r)
 
     st = ngx_http_streaming_producer_stream_locked(ctx);
     if (st) {
+        /* its own client is a subscriber too: the first one */
+        if (ngx_http_streaming_store_sub_add_locked(ctx->zone, st, 0,
+                                                    &ctx->sub)
+            == NGX_OK)
+        {
+            ctx->sub->producer = 1;
+        }
+
         st->framing = (u_char) framing;
         st->total_size = r->headers_out.content_length_n;
         st->type_len = (u_char) ngx_min(r->headers_out.content_type.len,
@@ -655,11 +629,8 @@ ngx_http_streaming_producer_header_filter(ngx_http_request_t *r)
         }
     }
 
-    if (ngx_http_streaming_producer_set_header(r, &stream_id, &ctx->id)
-        != NGX_OK
-        || ngx_http_streaming_producer_set_header(r, &cache_control, &no_cache)
-           != NGX_OK
-        || ngx_http_streaming_producer_set_header(r, &accel, &no) != NGX_OK)
+    if (ngx_http_streaming_set_header(r, &stream_id, &ctx->req.id) != NGX_OK
+        || ngx_http_streaming_set_no_cache(r) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -683,6 +654,10 @@ ngx_http_streaming_producer_header_filter(ngx_http_request_t *r)
     r->filter_need_in_memory = 1;
 
     ctx->producing = 1;
+
+    ctx->waiter.wake = ngx_http_streaming_producer_wake;
+    ctx->waiter.data = r;
+    ngx_http_streaming_waiter_add(ctx->zone, &ctx->waiter);
 
     if (ctx->conf->heartbeat) {
         ngx_add_timer(&ctx->heartbeat, ctx->conf->heartbeat);
@@ -709,7 +684,7 @@ ngx_http_streaming_producer_body_filter(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
 
-    if (ctx == NULL || !ctx->producing) {
+    if (ctx == NULL || !ctx->req.producer || !ctx->producing) {
         return ngx_http_next_body_filter(r, in);
     }
 
@@ -785,10 +760,14 @@ ngx_http_streaming_producer_body_filter(ngx_http_request_t *r,
 
         while (ctx->in) {
 
-            if (ctx->out.size >= (off_t) ctx->conf->send_buffer
-                && !ctx->detached)
+            if ((ctx->out.size >= (off_t) ctx->conf->send_buffer
+                 && !ctx->detached)
+                || ctx->overflow)
             {
-                /* the client is slow: the upstream waits (TCP backpressure) */
+                /*
+                 * the client is slow, or a subscriber's backlog reached the
+                 * buffer: the upstream waits (TCP backpressure)
+                 */
                 break;
             }
 
@@ -827,6 +806,7 @@ ngx_http_streaming_producer_body_filter(ngx_http_request_t *r,
         /* a fast client may have taken it all: go on with held input */
 
         if (rc == NGX_ERROR || ctx->in == NULL || r->connection->error
+            || ctx->overflow
             || ctx->out.size >= (off_t) ctx->conf->send_buffer)
         {
             break;
@@ -846,7 +826,7 @@ ngx_http_streaming_producer_body_filter(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ctx->done && !ctx->last && ctx->status != NGX_HTTP_STREAMING_COMPLETED)
+    if (ctx->done && !ctx->last && ctx->req.status != NGX_HTTP_STREAMING_COMPLETED)
     {
         /* ended by a command, a timeout or an error: stop the upstream */
         return NGX_ERROR;
@@ -862,8 +842,6 @@ ngx_http_streaming_producer_frame(ngx_http_request_t *r,
     ngx_http_streaming_producer_ctx_t *ctx, u_char *p, u_char *last)
 {
     u_char      *end, *data;
-    size_t       len;
-    ngx_int_t    rc;
     ngx_uint_t   kind;
 
     while (p < last && !ctx->done) {
@@ -893,26 +871,11 @@ ngx_http_streaming_producer_frame(ngx_http_request_t *r,
                 data = p;
             }
 
-            len = ctx->framer.size - ctx->framer.trim;
             ctx->pending_len = 0;
 
-            if (kind == NGX_HTTP_STREAMING_FRAMER_SKIP) {
-                /* comments and blank lines: forwarded, not numbered */
-
-                if (ctx->enc.sse
-                    && ctx->conf->format
-                       == NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH)
-                {
-                    ngx_http_streaming_out_raw(&ctx->out, data,
-                                               ctx->framer.size);
-                }
-
-                break;
-            }
-
-            rc = ngx_http_streaming_producer_chunk(r, ctx, data, len);
-
-            if (rc == NGX_ERROR) {
+            if (ngx_http_streaming_producer_piece(r, ctx, kind, data)
+                == NGX_ERROR)
+            {
                 return NGX_ERROR;
             }
 
@@ -922,7 +885,7 @@ ngx_http_streaming_producer_frame(ngx_http_request_t *r,
 
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "streaming: stream \"%V\": a chunk exceeds "
-                          "streaming_max_chunk %uz", &ctx->id,
+                          "streaming_max_chunk %uz", &ctx->req.id,
                           ctx->conf->max_chunk);
 
             ngx_http_streaming_producer_finish(r, ctx,
@@ -976,6 +939,48 @@ ngx_http_streaming_producer_keep(ngx_http_streaming_producer_ctx_t *ctx,
 
 
 /*
+ * A piece the framer completed: a chunk, or (SKIP) bytes that are not one,
+ * which passthrough forwards without their "id" lines, since an upstream id
+ * would replace the stream's own in the browser.  A UTF-8 BOM that starts
+ * the stream is dropped: mid-stream it would spoil a field name.
+ */
+static ngx_int_t
+ngx_http_streaming_producer_piece(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx, ngx_uint_t kind, u_char *data)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = ctx->framer.size - ctx->framer.trim;
+
+    if (ctx->framer.bom) {
+        data += ctx->framer.bom;
+        len -= ctx->framer.bom;
+    }
+
+    if (kind == NGX_HTTP_STREAMING_FRAMER_CHUNK) {
+        return ngx_http_streaming_producer_chunk(r, ctx, data, len);
+    }
+
+    if (!ctx->enc.sse
+        || ctx->conf->format != NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH)
+    {
+        return NGX_OK;
+    }
+
+    p = ngx_http_streaming_out_alloc(&ctx->out, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->out.buf->last = ngx_http_streaming_sse_strip_id(data, len, p);
+    ctx->out.size -= len - (ctx->out.buf->last - p);
+
+    return NGX_OK;
+}
+
+
+/*
  * Stores one chunk and writes it for the client.  SSE events are stored
  * without their own "id" lines: the stream numbers them.
  */
@@ -986,7 +991,8 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
     u_char                           *p;
     size_t                            size;
     uint64_t                          now, sequence;
-    ngx_uint_t                        passthrough, checkpoint;
+    ngx_pid_t                         pids[NGX_HTTP_STREAMING_PIDS * 2];
+    ngx_uint_t                        passthrough, checkpoint, ring, npids;
     ngx_http_streaming_chunk_t       *chunk;
     ngx_http_streaming_stream_t      *st;
     ngx_http_streaming_sse_event_t    ev;
@@ -1002,6 +1008,8 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
 
     now = ngx_http_streaming_store_now();
     checkpoint = 0;
+    ring = 0;
+    npids = 0;
     p = NULL;
 
     if (passthrough && ctx->enc.sse) {
@@ -1027,16 +1035,13 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    /* the producer's own client has every chunk: all of it is delivered */
-
-    chunk = ngx_http_streaming_store_chunk_alloc_locked(ctx->zone, st, size,
-                                                        st->sequence);
+    chunk = ngx_http_streaming_store_chunk_alloc_locked(ctx->zone, st, size);
     if (chunk == NULL) {
         ngx_http_streaming_store_unlock(ctx->zone);
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "streaming: zone \"%V\" is full, stream \"%V\" ends",
-                      &ctx->zone->name, &ctx->id);
+                      &ctx->zone->name, &ctx->req.id);
 
         ngx_http_streaming_producer_finish(r, ctx, NGX_HTTP_STREAMING_ERROR,
                                            "ZONE_FULL",
@@ -1058,7 +1063,22 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
     sequence = chunk->sequence;
 
     ngx_http_streaming_store_chunk_commit_locked(ctx->zone, st, chunk,
-                                                 sequence);
+                        ctx->conf->overflow == NGX_HTTP_STREAMING_OVERFLOW_EVICT);
+
+    if (ctx->sub && !ctx->detached) {
+        /* its own client gets every chunk at once */
+        (void) ngx_http_streaming_store_sub_advance_locked(ctx->zone, st,
+                                                           ctx->sub, chunk);
+    }
+
+    ctx->overflow = st->overflow;
+
+    npids = 0;
+
+    if (st->subscribers > (ngx_uint_t) (ctx->sub != NULL)) {
+        npids = ngx_http_streaming_store_pids_locked(st, pids);
+        ring = 1;
+    }
 
     if (ctx->conf->checkpoint
         && now - st->checkpoint_time >= ctx->conf->checkpoint)
@@ -1069,6 +1089,10 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
     }
 
     ngx_http_streaming_store_unlock(ctx->zone);
+
+    if (ring) {
+        ngx_http_streaming_ring(ctx->zone, pids, npids);
+    }
 
     if (p) {
         ngx_http_streaming_format_chunk(&ctx->out, &ctx->enc, sequence, p,
@@ -1083,15 +1107,15 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
         ngx_http_streaming_format_status(&ctx->out, &ctx->enc, &msg, now);
     }
 
-    if (ctx->first_chunk_ms < 0) {
-        ctx->first_chunk_ms = (ngx_msec_int_t)
+    if (ctx->req.first_chunk_ms < 0) {
+        ctx->req.first_chunk_ms = (ngx_msec_int_t)
                               (now - ((uint64_t) r->start_sec * 1000
                                       + r->start_msec));
     }
 
-    ctx->sequence = sequence;
-    ctx->chunks++;
-    ctx->bytes += size;
+    ctx->req.sequence = sequence;
+    ctx->req.chunks++;
+    ctx->req.bytes += size;
 
     if (ctx->zone->idle_timeout) {
         ngx_add_timer(&ctx->idle, ctx->zone->idle_timeout);
@@ -1112,6 +1136,8 @@ ngx_http_streaming_producer_finish(ngx_http_request_t *r,
 {
     uint64_t                          now;
     ngx_str_t                         c, m;
+    ngx_pid_t                         pids[NGX_HTTP_STREAMING_PIDS * 2];
+    ngx_uint_t                        kind, ring, npids;
     ngx_http_streaming_stream_t      *st;
     ngx_http_streaming_status_msg_t   msg;
 
@@ -1120,12 +1146,13 @@ ngx_http_streaming_producer_finish(ngx_http_request_t *r,
     }
 
     if (status == NGX_HTTP_STREAMING_COMPLETED) {
-        switch (ngx_http_streaming_framer_finish(&ctx->framer)) {
+        kind = ngx_http_streaming_framer_finish(&ctx->framer);
+
+        switch (kind) {
 
         case NGX_HTTP_STREAMING_FRAMER_CHUNK:
-            if (ngx_http_streaming_producer_chunk(r, ctx, ctx->pending,
-                                                  ctx->framer.size
-                                                  - ctx->framer.trim)
+        case NGX_HTTP_STREAMING_FRAMER_SKIP:
+            if (ngx_http_streaming_producer_piece(r, ctx, kind, ctx->pending)
                 != NGX_OK)
             {
                 status = NGX_HTTP_STREAMING_ERROR;
@@ -1135,16 +1162,6 @@ ngx_http_streaming_producer_finish(ngx_http_request_t *r,
 
             if (ctx->done) {
                 return;
-            }
-
-            break;
-
-        case NGX_HTTP_STREAMING_FRAMER_SKIP:
-            if (ctx->enc.sse
-                && ctx->conf->format == NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH)
-            {
-                ngx_http_streaming_out_raw(&ctx->out, ctx->pending,
-                                           ctx->framer.size);
             }
 
             break;
@@ -1162,6 +1179,8 @@ ngx_http_streaming_producer_finish(ngx_http_request_t *r,
     ctx->done = 1;
 
     now = ngx_http_streaming_store_now();
+    ring = 0;
+    npids = 0;
 
     c.data = (u_char *) code;
     c.len = code ? ngx_strlen(code) : 0;
@@ -1187,9 +1206,18 @@ ngx_http_streaming_producer_finish(ngx_http_request_t *r,
         /* the stream may have ended before, another way: report that */
         status = st->status;
         ngx_http_streaming_producer_status_msg(st, &msg);
+
+        if (st->subscribers > (ngx_uint_t) (ctx->sub != NULL)) {
+            npids = ngx_http_streaming_store_pids_locked(st, pids);
+            ring = 1;
+        }
     }
 
     ngx_http_streaming_store_unlock(ctx->zone);
+
+    if (ring) {
+        ngx_http_streaming_ring(ctx->zone, pids, npids);
+    }
 
     if (msg.code.len) {
         msg.code.data = ngx_pstrdup(r->pool, &msg.code);
@@ -1201,11 +1229,11 @@ ngx_http_streaming_producer_finish(ngx_http_request_t *r,
         }
     }
 
-    ctx->status = status;
+    ctx->req.status = status;
 
     if (!ctx->raw) {
         ngx_http_streaming_format_final(&ctx->out, &ctx->enc,
-                                        ctx->sequence + 1, now);
+                                        ctx->req.sequence + 1, now);
         ngx_http_streaming_format_status(&ctx->out, &ctx->enc, &msg, now);
     }
 
@@ -1219,7 +1247,7 @@ ngx_http_streaming_producer_finish(ngx_http_request_t *r,
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "streaming producer: stream \"%V\" ends: %V",
-                   &ctx->id, &msg.status);
+                   &ctx->req.id, &msg.status);
 }
 
 
@@ -1244,7 +1272,7 @@ ngx_http_streaming_producer_send(ngx_http_request_t *r,
     out = ctx->out.first;
 
     if (ctx->done && !ctx->last && ctx->in == NULL
-        && ctx->status == NGX_HTTP_STREAMING_COMPLETED)
+        && ctx->req.status == NGX_HTTP_STREAMING_COMPLETED)
     {
         if (out == NULL) {
             b = ngx_calloc_buf(r->pool);
@@ -1468,7 +1496,7 @@ ngx_http_streaming_producer_idle(ngx_event_t *ev)
 
     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                   "streaming: stream \"%V\" idle for %M, closing its "
-                  "producer", &ctx->id, ctx->zone->idle_timeout);
+                  "producer", &ctx->req.id, ctx->zone->idle_timeout);
 
     ngx_http_streaming_producer_finish(r, ctx, NGX_HTTP_STREAMING_ERROR,
                                        "IDLE_TIMEOUT",
@@ -1578,9 +1606,18 @@ ngx_http_streaming_producer_leave(ngx_http_request_t *r,
 
     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                   "streaming: client of stream \"%V\" left, the producer "
-                  "goes on for up to %M", &ctx->id, ctx->conf->detach);
+                  "goes on for up to %M", &ctx->req.id, ctx->conf->detach);
 
     ctx->detached = 1;
+
+    /* its place stays while the detach time runs: see commit */
+    ngx_http_streaming_store_lock(ctx->zone);
+
+    if (ctx->sub && ngx_http_streaming_producer_stream_locked(ctx)) {
+        ctx->sub->left = ngx_http_streaming_store_now();
+    }
+
+    ngx_http_streaming_store_unlock(ctx->zone);
 
     for (cl = r->out; cl; cl = cl->next) {
         cl->buf->pos = cl->buf->last;
@@ -1622,21 +1659,56 @@ ngx_http_streaming_producer_leave(ngx_http_request_t *r,
 static void
 ngx_http_streaming_producer_detach_timeout(ngx_event_t *ev)
 {
+    ngx_uint_t                          others, wake;
     ngx_connection_t                   *c;
     ngx_http_request_t                 *r;
+    ngx_http_streaming_stream_t        *st;
     ngx_http_streaming_producer_ctx_t  *ctx;
 
     r = ev->data;
     c = r->connection;
     ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+    wake = 0;
 
     if (ctx->done) {
         return;
     }
 
+    others = 0;
+
+    ngx_http_streaming_store_lock(ctx->zone);
+
+    st = ngx_http_streaming_producer_stream_locked(ctx);
+
+    if (st && st->subscribers > (ngx_uint_t) (ctx->sub != NULL)) {
+        /* somebody came back: the detached client's place is given up */
+        others = 1;
+
+        if (ctx->sub) {
+            wake = ngx_http_streaming_store_sub_remove_locked(ctx->zone, st,
+                                                              ctx->sub);
+            ctx->sub = NULL;
+            ctx->overflow = st->overflow;
+        }
+    }
+
+    ngx_http_streaming_store_unlock(ctx->zone);
+
+    if (others) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                       "streaming producer: \"%V\" has subscribers, goes on",
+                       &ctx->req.id);
+
+        if (wake) {
+            ngx_post_event(c->write, &ngx_posted_events);
+        }
+
+        return;
+    }
+
     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                   "streaming: stream \"%V\" detached for %M, cancelling "
-                  "its producer", &ctx->id, ctx->conf->detach);
+                  "its producer", &ctx->req.id, ctx->conf->detach);
 
     ngx_http_streaming_producer_finish(r, ctx, NGX_HTTP_STREAMING_CANCELLED,
                                        "CANCELLED",
@@ -1648,6 +1720,35 @@ ngx_http_streaming_producer_detach_timeout(ngx_event_t *ev)
 }
 
 
+/* a producer held for a subscriber goes on once it caught up */
+static void
+ngx_http_streaming_producer_wake(ngx_http_streaming_waiter_t *w)
+{
+    ngx_http_request_t                 *r;
+    ngx_http_streaming_stream_t        *st;
+    ngx_http_streaming_producer_ctx_t  *ctx;
+
+    r = w->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (!ctx->overflow || ctx->done) {
+        return;
+    }
+
+    ngx_http_streaming_store_lock(ctx->zone);
+
+    st = ngx_http_streaming_producer_stream_locked(ctx);
+    ctx->overflow = st ? st->overflow : 0;
+
+    ngx_http_streaming_store_unlock(ctx->zone);
+
+    if (!ctx->overflow) {
+        /* the upstream module's loop feeds the held input again */
+        ngx_post_event(r->connection->write, &ngx_posted_events);
+    }
+}
+
+
 /* the stream, if it is still the one this request created */
 static ngx_http_streaming_stream_t *
 ngx_http_streaming_producer_stream_locked(
@@ -1655,8 +1756,8 @@ ngx_http_streaming_producer_stream_locked(
 {
     ngx_http_streaming_stream_t  *st;
 
-    st = ngx_http_streaming_store_find_locked(ctx->zone, ctx->id.data,
-                                              ctx->id.len);
+    st = ngx_http_streaming_store_find_locked(ctx->zone, ctx->req.id.data,
+                                              ctx->req.id.len);
 
     if (st == NULL
         || ngx_memcmp(st->nonce, ctx->nonce, sizeof(ctx->nonce)) != 0)
@@ -1665,138 +1766,4 @@ ngx_http_streaming_producer_stream_locked(
     }
 
     return st;
-}
-
-
-/* sets a response header, replacing one of that name */
-static ngx_int_t
-ngx_http_streaming_producer_set_header(ngx_http_request_t *r,
-    ngx_str_t *key, ngx_str_t *value)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash != 0
-            && h[i].key.len == key->len
-            && ngx_strncasecmp(h[i].key.data, key->data, key->len) == 0)
-        {
-            h[i].hash = 0;
-        }
-    }
-
-    if (key->len == sizeof("Cache-Control") - 1) {
-#if (nginx_version >= 1023000)
-        r->headers_out.cache_control = NULL;
-#else
-        r->headers_out.cache_control.nelts = 0;
-#endif
-    }
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    h->key = *key;
-    h->value = *value;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_streaming_producer_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    u_char                             *p;
-    ngx_str_t                          *s;
-    ngx_http_streaming_producer_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_streaming_module);
-
-    if (ctx == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    switch (data) {
-
-    case NGX_HTTP_STREAMING_VAR_ID:
-        v->len = ctx->id.len;
-        v->data = ctx->id.data;
-        return NGX_OK;
-
-    case NGX_HTTP_STREAMING_VAR_STATUS:
-        s = &ngx_http_streaming_status_names[ctx->status];
-        v->len = s->len;
-        v->data = s->data;
-        return NGX_OK;
-
-    case NGX_HTTP_STREAMING_VAR_TOKEN:
-    case NGX_HTTP_STREAMING_VAR_RESUMED:
-        v->len = 0;
-        v->data = (u_char *) "";
-        return NGX_OK;
-
-    case NGX_HTTP_STREAMING_VAR_FIRST:
-        if (ctx->first_chunk_ms < 0) {
-            v->len = 0;
-            v->data = (u_char *) "";
-            return NGX_OK;
-        }
-
-        break;
-    }
-
-    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    v->data = p;
-
-    switch (data) {
-
-    case NGX_HTTP_STREAMING_VAR_SEQUENCE:
-        v->len = ngx_sprintf(p, "%uL", ctx->sequence) - p;
-        break;
-
-    case NGX_HTTP_STREAMING_VAR_CHUNKS:
-        v->len = ngx_sprintf(p, "%uL", ctx->chunks) - p;
-        break;
-
-    case NGX_HTTP_STREAMING_VAR_BYTES:
-        v->len = ngx_sprintf(p, "%uL", ctx->bytes) - p;
-        break;
-
-    default: /* NGX_HTTP_STREAMING_VAR_FIRST */
-        v->len = ngx_sprintf(p, "%M", (ngx_msec_t) ctx->first_chunk_ms) - p;
-        break;
-    }
-
-    return NGX_OK;
 }

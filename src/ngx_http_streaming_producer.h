@@ -20,7 +20,6 @@
 
 
 ngx_int_t ngx_http_streaming_producer_init(ngx_conf_t *cf);
-ngx_int_t ngx_http_streaming_producer_add_variables(ngx_conf_t *cf);
 
 
 #endif /* _NGX_HTTP_STREAMING_PRODUCER_H_INCLUDED_ */

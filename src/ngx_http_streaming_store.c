@@ -18,6 +18,10 @@ static void *ngx_http_streaming_store_alloc_locked(
     ngx_http_streaming_zone_t *zone, size_t size);
 static void ngx_http_streaming_store_drop_head_locked(
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st);
+static void ngx_http_streaming_store_min_locked(
+    ngx_http_streaming_stream_t *st, uint64_t *cursor, uint64_t *bytes);
+static ngx_uint_t ngx_http_streaming_store_unhold_locked(
+    ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st);
 
 
 ngx_str_t  ngx_http_streaming_status_names[] = {
@@ -277,6 +281,7 @@ ngx_http_streaming_store_create_locked(ngx_http_streaming_zone_t *zone,
     st->total_size = -1;
     st->producer = ngx_pid;
     st->status = NGX_HTTP_STREAMING_ACTIVE;
+    ngx_queue_init(&st->subs);
 
     if (RAND_bytes(st->nonce, sizeof(st->nonce)) != 1) {
         ngx_slab_free_locked(zone->shpool, st);
@@ -303,12 +308,24 @@ ngx_http_streaming_store_delete_locked(ngx_http_streaming_zone_t *zone,
     ngx_http_streaming_stream_t *st)
 {
     ngx_http_streaming_shctx_t  *sh;
+    ngx_queue_t                 *q;
 
     sh = zone->sh;
 
     while (st->head) {
         ngx_http_streaming_store_drop_head_locked(zone, st);
     }
+
+    /* subscribers find their stream gone when they next look */
+
+    while (!ngx_queue_empty(&st->subs)) {
+        q = ngx_queue_head(&st->subs);
+        ngx_queue_remove(q);
+        ngx_slab_free_locked(zone->shpool,
+                      ngx_queue_data(q, ngx_http_streaming_sub_t, queue));
+    }
+
+    sh->subscribers -= st->subscribers;
 
     ngx_rbtree_delete(&sh->rbtree, &st->node);
     ngx_queue_remove(&st->queue);
@@ -335,14 +352,15 @@ ngx_http_streaming_store_release_locked(ngx_http_streaming_zone_t *zone,
 /*
  * A chunk for the stream's next sequence number, to be filled and then
  * committed.  When the zone is full, finished streams nobody reads are
- * reclaimed, oldest first, then this stream's own history up to
- * "delivered" (every subscriber has it); NULL means that was not enough.
+ * reclaimed, oldest first, then this stream's own history that every
+ * subscriber has been handed; NULL means that was not enough.
  */
 ngx_http_streaming_chunk_t *
 ngx_http_streaming_store_chunk_alloc_locked(ngx_http_streaming_zone_t *zone,
-    ngx_http_streaming_stream_t *st, size_t len, uint64_t delivered)
+    ngx_http_streaming_stream_t *st, size_t len)
 {
     size_t                       size;
+    uint64_t                     min, bytes;
     ngx_http_streaming_chunk_t  *chunk;
 
     size = offsetof(ngx_http_streaming_chunk_t, data) + len;
@@ -353,7 +371,13 @@ ngx_http_streaming_store_chunk_alloc_locked(ngx_http_streaming_zone_t *zone,
             break;
         }
 
-        if (st->head == NULL || st->head->sequence > delivered) {
+        if (st->head == NULL) {
+            return NULL;
+        }
+
+        ngx_http_streaming_store_min_locked(st, &min, &bytes);
+
+        if (st->head->sequence > min) {
             return NULL;
         }
 
@@ -362,6 +386,7 @@ ngx_http_streaming_store_chunk_alloc_locked(ngx_http_streaming_zone_t *zone,
 
     chunk->next = NULL;
     chunk->sequence = st->sequence + 1;
+    chunk->offset = st->bytes;
     chunk->len = (uint32_t) len;
     chunk->reserved = 0;
 
@@ -370,15 +395,19 @@ ngx_http_streaming_store_chunk_alloc_locked(ngx_http_streaming_zone_t *zone,
 
 
 /*
- * "delivered" is the last sequence every attached subscriber has received:
- * history beyond the zone's buffer is dropped oldest first, but only up to
- * there.
+ * History beyond the zone's buffer is dropped oldest first, but only what
+ * every subscriber has been handed, unless "evict":
+ * then the oldest go regardless (a subscriber behind them gets
+ * CHUNKS_EXPIRED).  Without evict, a backlog of the slowest subscriber that
+ * reaches the buffer holds the producer (st->overflow) until it is down to
+ * half.
  */
 void
 ngx_http_streaming_store_chunk_commit_locked(ngx_http_streaming_zone_t *zone,
     ngx_http_streaming_stream_t *st, ngx_http_streaming_chunk_t *chunk,
-    uint64_t delivered)
+    ngx_uint_t evict)
 {
+    uint64_t                     min, bytes;
     ngx_http_streaming_shctx_t  *sh;
 
     sh = zone->sh;
@@ -406,12 +435,237 @@ ngx_http_streaming_store_chunk_commit_locked(ngx_http_streaming_zone_t *zone,
     sh->totals.chunks++;
     sh->totals.bytes += chunk->len;
 
-    while (st->history > zone->buffer
-           && st->head != chunk
-           && st->head->sequence <= delivered)
-    {
+    if (st->history <= zone->buffer) {
+        return;
+    }
+
+    min = st->min_cursor;
+    bytes = 0;
+
+    while (st->history > zone->buffer && st->head != chunk) {
+
+        if (st->head->sequence > min) {
+            ngx_http_streaming_store_min_locked(st, &min, &bytes);
+
+            if (st->head->sequence > min) {
+
+                if (!evict) {
+                    break;
+                }
+
+                sh->totals.evicted_chunks++;
+            }
+        }
+
         ngx_http_streaming_store_drop_head_locked(zone, st);
     }
+
+    if (!evict && st->history > zone->buffer) {
+        ngx_http_streaming_store_min_locked(st, &min, &bytes);
+
+        if (st->bytes - bytes >= zone->buffer) {
+            st->overflow = 1;
+        }
+    }
+}
+
+
+/*
+ * A subscriber that starts after "cursor".  NGX_BUSY: max_subscribers
+ * reached; NGX_ERROR: no memory.
+ */
+ngx_int_t
+ngx_http_streaming_store_sub_add_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st, uint64_t cursor,
+    ngx_http_streaming_sub_t **sub)
+{
+    ngx_uint_t                   i, free;
+    ngx_http_streaming_sub_t    *s;
+    ngx_http_streaming_chunk_t  *chunk;
+
+    if (zone->max_subscribers && st->subscribers >= zone->max_subscribers) {
+        zone->sh->totals.rejected++;
+        return NGX_BUSY;
+    }
+
+    s = ngx_http_streaming_store_alloc_locked(zone,
+                                              sizeof(ngx_http_streaming_sub_t));
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(s, sizeof(ngx_http_streaming_sub_t));
+
+    s->cursor = cursor;
+    s->pid = ngx_pid;
+    s->id = ++st->next_sub;
+
+    if (cursor >= st->sequence) {
+        s->cursor = st->sequence;
+        s->bytes = st->bytes;
+
+    } else {
+        chunk = ngx_http_streaming_store_chunk_after_locked(st, cursor);
+        s->bytes = chunk ? chunk->offset : 0;
+    }
+
+    ngx_queue_insert_tail(&st->subs, &s->queue);
+
+    st->subscribers++;
+    zone->sh->subscribers++;
+
+    if (s->cursor < st->min_cursor) {
+        st->min_cursor = s->cursor;
+    }
+
+    free = NGX_HTTP_STREAMING_PIDS;
+
+    for (i = 0; i < NGX_HTTP_STREAMING_PIDS; i++) {
+        if (st->pid_subs[i] && st->pids[i] == ngx_pid) {
+            st->pid_subs[i]++;
+            break;
+        }
+
+        if (st->pid_subs[i] == 0 && free == NGX_HTTP_STREAMING_PIDS) {
+            free = i;
+        }
+    }
+
+    if (i == NGX_HTTP_STREAMING_PIDS) {
+        if (free < NGX_HTTP_STREAMING_PIDS) {
+            st->pids[free] = ngx_pid;
+            st->pid_subs[free] = 1;
+
+        } else {
+            st->pids_overflow++;
+        }
+    }
+
+    *sub = s;
+
+    return NGX_OK;
+}
+
+
+/* returns 1 when that lets a held producer go on */
+ngx_uint_t
+ngx_http_streaming_store_sub_remove_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st, ngx_http_streaming_sub_t *sub)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_STREAMING_PIDS; i++) {
+        if (st->pid_subs[i] && st->pids[i] == sub->pid) {
+            st->pid_subs[i]--;
+            break;
+        }
+    }
+
+    if (i == NGX_HTTP_STREAMING_PIDS && st->pids_overflow) {
+        st->pids_overflow--;
+    }
+
+    ngx_queue_remove(&sub->queue);
+
+    st->subscribers--;
+    zone->sh->subscribers--;
+
+    ngx_slab_free_locked(zone->shpool, sub);
+
+    return ngx_http_streaming_store_unhold_locked(zone, st);
+}
+
+
+/*
+ * The subscriber was handed "chunk".  Returns 1 when that lets a held
+ * producer go on: the caller wakes it.
+ */
+ngx_uint_t
+ngx_http_streaming_store_sub_advance_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st, ngx_http_streaming_sub_t *sub,
+    ngx_http_streaming_chunk_t *chunk)
+{
+    sub->cursor = chunk->sequence;
+    sub->bytes = chunk->offset + chunk->len;
+
+    if (!st->overflow) {
+        return 0;
+    }
+
+    return ngx_http_streaming_store_unhold_locked(zone, st);
+}
+
+
+/* the chunk with sequence + 1, if it is retained */
+ngx_http_streaming_chunk_t *
+ngx_http_streaming_store_chunk_after_locked(ngx_http_streaming_stream_t *st,
+    uint64_t sequence)
+{
+    ngx_http_streaming_chunk_t  *chunk;
+
+    if (sequence + 1 < st->first || sequence >= st->sequence) {
+        return NULL;
+    }
+
+    for (chunk = st->head; chunk; chunk = chunk->next) {
+        if (chunk->sequence == sequence + 1) {
+            return chunk;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The other workers that have subscribers of the stream; at most
+ * NGX_HTTP_STREAMING_PIDS * 2 pids are written.
+ */
+ngx_uint_t
+ngx_http_streaming_store_pids_locked(ngx_http_streaming_stream_t *st,
+    ngx_pid_t *pids)
+{
+    ngx_uint_t                 i, j, n;
+    ngx_queue_t               *q;
+    ngx_http_streaming_sub_t  *sub;
+
+    n = 0;
+
+    for (i = 0; i < NGX_HTTP_STREAMING_PIDS; i++) {
+        if (st->pid_subs[i] && st->pids[i] != ngx_pid) {
+            pids[n++] = st->pids[i];
+        }
+    }
+
+    if (st->pids_overflow == 0) {
+        return n;
+    }
+
+    /* more workers than the table holds (reloads): look at every one */
+
+    for (q = ngx_queue_head(&st->subs);
+         q != ngx_queue_sentinel(&st->subs)
+         && n < NGX_HTTP_STREAMING_PIDS * 2;
+         q = ngx_queue_next(q))
+    {
+        sub = ngx_queue_data(q, ngx_http_streaming_sub_t, queue);
+
+        if (sub->pid == ngx_pid) {
+            continue;
+        }
+
+        for (j = 0; j < n; j++) {
+            if (pids[j] == sub->pid) {
+                break;
+            }
+        }
+
+        if (j == n) {
+            pids[n++] = sub->pid;
+        }
+    }
+
+    return n;
 }
 
 
@@ -520,6 +774,13 @@ ngx_http_streaming_store_expire_locked(ngx_http_streaming_zone_t *zone,
             break;
         }
 
+        if (st->subscribers) {
+            /* still read: it goes when its readers are done */
+            ngx_queue_remove(q);
+            ngx_queue_insert_tail(&sh->finished, q);
+            continue;
+        }
+
         ngx_http_streaming_store_delete_locked(zone, st);
     }
 
@@ -623,4 +884,57 @@ ngx_http_streaming_store_drop_head_locked(ngx_http_streaming_zone_t *zone,
     st->history -= chunk->len;
 
     ngx_slab_free_locked(zone->shpool, chunk);
+}
+
+
+/* the slowest subscriber's place; the stream's end when there is none */
+static void
+ngx_http_streaming_store_min_locked(ngx_http_streaming_stream_t *st,
+    uint64_t *cursor, uint64_t *bytes)
+{
+    ngx_queue_t               *q;
+    ngx_http_streaming_sub_t  *sub;
+
+    *cursor = st->sequence;
+    *bytes = st->bytes;
+
+    for (q = ngx_queue_head(&st->subs);
+         q != ngx_queue_sentinel(&st->subs);
+         q = ngx_queue_next(q))
+    {
+        sub = ngx_queue_data(q, ngx_http_streaming_sub_t, queue);
+
+        if (sub->cursor < *cursor) {
+            *cursor = sub->cursor;
+        }
+
+        if (sub->bytes < *bytes) {
+            *bytes = sub->bytes;
+        }
+    }
+
+    st->min_cursor = *cursor;
+}
+
+
+/* a held producer goes on once the slowest backlog is down to half */
+static ngx_uint_t
+ngx_http_streaming_store_unhold_locked(
+    ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st)
+{
+    uint64_t  min, bytes;
+
+    if (!st->overflow) {
+        return 0;
+    }
+
+    ngx_http_streaming_store_min_locked(st, &min, &bytes);
+
+    if (st->bytes - bytes > zone->buffer / 2) {
+        return 0;
+    }
+
+    st->overflow = 0;
+
+    return 1;
 }

@@ -19,12 +19,13 @@
 
 
 #define NGX_HTTP_STREAMING_ZONE_MAGIC    0x5354524dU    /* "STRM" */
-#define NGX_HTTP_STREAMING_ZONE_LAYOUT   2
+#define NGX_HTTP_STREAMING_ZONE_LAYOUT   3
 
 #define NGX_HTTP_STREAMING_ID_MAX        128
 #define NGX_HTTP_STREAMING_TYPE_MAX      127
 #define NGX_HTTP_STREAMING_CODE_MAX      32
 #define NGX_HTTP_STREAMING_MESSAGE_MAX   160
+#define NGX_HTTP_STREAMING_PIDS          8
 
 
 typedef enum {
@@ -47,10 +48,29 @@ typedef struct ngx_http_streaming_chunk_s  ngx_http_streaming_chunk_t;
 struct ngx_http_streaming_chunk_s {
     ngx_http_streaming_chunk_t     *next;
     uint64_t                        sequence;
+    uint64_t                        offset;     /* stream bytes before it */
     uint32_t                        len;
     uint32_t                        reserved;
     u_char                          data[1];
 };
+
+
+/*
+ * A subscriber's place in a stream, for every worker to see: what it has
+ * been handed (the slowest one holds the history and, under
+ * "streaming_overflow pause", the producer) and which worker to ring.
+ */
+typedef struct {
+    ngx_queue_t                     queue;      /* st->subs */
+    uint64_t                        cursor;     /* last sequence handed */
+    uint64_t                        bytes;      /* stream bytes up to it */
+    uint64_t                        acked;
+    uint64_t                        left;       /* ms it detached; 0: no */
+    ngx_pid_t                       pid;
+    uint32_t                        id;
+    unsigned                        producer:1; /* the producer's client */
+    unsigned                        acks:1;
+} ngx_http_streaming_sub_t;
 
 
 typedef struct {
@@ -75,8 +95,17 @@ typedef struct {
 
     ngx_pid_t                       producer;
     ngx_uint_t                      subscribers;
+    ngx_queue_t                     subs;
+    uint64_t                        min_cursor; /* a lower bound */
+    uint32_t                        next_sub;
+
+    /* the workers its subscribers are on, to ring on a new chunk */
+    ngx_pid_t                       pids[NGX_HTTP_STREAMING_PIDS];
+    uint32_t                        pid_subs[NGX_HTTP_STREAMING_PIDS];
+    ngx_uint_t                      pids_overflow;
 
     u_char                          status;
+    u_char                          overflow;   /* producer held */
     u_char                          framing;
     u_char                          id_len;
     u_char                          type_len;
@@ -137,6 +166,10 @@ typedef struct {
     ngx_uint_t                      max_subscribers;
     ngx_msec_t                      ttl;
     ngx_msec_t                      idle_timeout;
+
+    /* this worker's own: what waits for news of the zone, its doorbell */
+    ngx_queue_t                     waiters;
+    ngx_connection_t               *doorbell;
 } ngx_http_streaming_zone_t;
 
 
@@ -181,13 +214,26 @@ void ngx_http_streaming_store_release_locked(ngx_http_streaming_zone_t *zone,
     ngx_http_streaming_stream_t *st);
 ngx_http_streaming_chunk_t *ngx_http_streaming_store_chunk_alloc_locked(
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
-    size_t len, uint64_t delivered);
+    size_t len);
 void ngx_http_streaming_store_chunk_commit_locked(
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
-    ngx_http_streaming_chunk_t *chunk, uint64_t delivered);
+    ngx_http_streaming_chunk_t *chunk, ngx_uint_t evict);
 void ngx_http_streaming_store_finish_locked(ngx_http_streaming_zone_t *zone,
     ngx_http_streaming_stream_t *st, ngx_uint_t status, ngx_str_t *code,
     ngx_str_t *message);
+ngx_int_t ngx_http_streaming_store_sub_add_locked(
+    ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
+    uint64_t cursor, ngx_http_streaming_sub_t **sub);
+ngx_uint_t ngx_http_streaming_store_sub_remove_locked(
+    ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
+    ngx_http_streaming_sub_t *sub);
+ngx_uint_t ngx_http_streaming_store_sub_advance_locked(
+    ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
+    ngx_http_streaming_sub_t *sub, ngx_http_streaming_chunk_t *chunk);
+ngx_http_streaming_chunk_t *ngx_http_streaming_store_chunk_after_locked(
+    ngx_http_streaming_stream_t *st, uint64_t sequence);
+ngx_uint_t ngx_http_streaming_store_pids_locked(
+    ngx_http_streaming_stream_t *st, ngx_pid_t *pids);
 void ngx_http_streaming_store_set_status_locked(
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
     ngx_uint_t status);

@@ -1,0 +1,1088 @@
+
+/*
+ * Copyright (C) ngx_http_streaming_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_streaming_conf.h"
+#include "ngx_http_streaming_framing.h"
+#include "ngx_http_streaming_format.h"
+#include "ngx_http_streaming_http.h"
+#include "ngx_http_streaming_notify.h"
+#include "ngx_http_streaming_subscriber.h"
+
+
+#define NGX_HTTP_STREAMING_GONE          410
+#define NGX_HTTP_STREAMING_MAX_SEQUENCE  0x7fffffffffffffffULL
+
+/* when streaming_heartbeat is off: only for the SHUTDOWN at worker exit */
+#define NGX_HTTP_STREAMING_NO_HEARTBEAT  (24 * 60 * 60 * 1000)
+
+
+typedef struct {
+    ngx_http_streaming_request_t      req;      /* the first member */
+    ngx_http_streaming_waiter_t       waiter;
+
+    ngx_http_request_t               *request;
+    ngx_http_streaming_zone_t        *zone;
+    ngx_http_streaming_loc_conf_t    *conf;
+    u_char                            nonce[16];
+
+    ngx_http_streaming_stream_t      *st;       /* a hint; checked locked */
+    ngx_http_streaming_sub_t         *sub;
+    ngx_http_streaming_chunk_t       *chunk;    /* the last handed */
+    uint64_t                          cursor;
+    ngx_uint_t                        seen;     /* status last reported */
+
+    ngx_http_streaming_encoder_t      enc;
+    ngx_http_streaming_out_t          out;
+    ngx_chain_t                      *busy;
+
+    ngx_event_t                       heartbeat;
+
+    unsigned                          done:1;
+} ngx_http_streaming_subscriber_ctx_t;
+
+
+static void ngx_http_streaming_subscriber_cleanup(void *data);
+static void ngx_http_streaming_subscriber_deliver(
+    ngx_http_streaming_subscriber_ctx_t *ctx);
+static void ngx_http_streaming_subscriber_end(
+    ngx_http_streaming_subscriber_ctx_t *ctx, ngx_uint_t status,
+    ngx_str_t *code, ngx_str_t *message);
+static void ngx_http_streaming_subscriber_send(
+    ngx_http_streaming_subscriber_ctx_t *ctx, ngx_uint_t last);
+static void ngx_http_streaming_subscriber_sent(
+    ngx_http_streaming_subscriber_ctx_t *ctx);
+static void ngx_http_streaming_subscriber_write_handler(
+    ngx_http_request_t *r);
+static void ngx_http_streaming_subscriber_wake(
+    ngx_http_streaming_waiter_t *w);
+static void ngx_http_streaming_subscriber_heartbeat(ngx_event_t *ev);
+static ngx_http_streaming_stream_t *ngx_http_streaming_subscriber_stream(
+    ngx_http_streaming_subscriber_ctx_t *ctx);
+static void ngx_http_streaming_subscriber_status_msg(
+    ngx_http_streaming_stream_t *st, ngx_http_streaming_status_msg_t *msg);
+static ngx_int_t ngx_http_streaming_subscriber_expired(ngx_http_request_t *r,
+    uint64_t first);
+static ngx_int_t ngx_http_streaming_sequence(ngx_str_t *s, uint64_t *n);
+static void ngx_http_streaming_doorbell(ngx_event_t *ev);
+
+
+static ngx_str_t  ngx_http_streaming_stream_id = ngx_string("Stream-Id");
+static ngx_str_t  ngx_http_streaming_subscriber_id =
+    ngx_string("Stream-Subscriber");
+
+
+/* streaming_subscribe: GET a stream by id, from a sequence number */
+ngx_int_t
+ngx_http_streaming_subscriber_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                           rc;
+    ngx_str_t                           value, lid;
+    ngx_uint_t                          i;
+    ngx_table_elt_t                    *h;
+    ngx_http_streaming_loc_conf_t      *slcf;
+    ngx_http_streaming_subscription_t   sn;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
+
+    ngx_memzero(&sn, sizeof(ngx_http_streaming_subscription_t));
+    sn.start = NGX_HTTP_STREAMING_START_FIRST;
+    sn.format = NGX_CONF_UNSET_UINT;
+
+    if (slcf->id) {
+        if (ngx_http_complex_value(r, slcf->id, &sn.id) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+    } else if (ngx_http_arg(r, (u_char *) "id", 2, &value) == NGX_OK) {
+        sn.id = value;
+    }
+
+    h = ngx_http_streaming_header_in(r, "Last-Event-ID", 13);
+
+    if (h) {
+        if (ngx_http_streaming_last_event_id(&h->value, &lid, &sn.start)
+            != NGX_OK)
+        {
+            return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       "INVALID_MESSAGE",
+                                       "Last-Event-ID is not of the form "
+                                       "<streamId>:<sequence>");
+        }
+
+        if (sn.id.len
+            && (sn.id.len != lid.len
+                || ngx_strncmp(sn.id.data, lid.data, lid.len) != 0))
+        {
+            return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       "INVALID_MESSAGE",
+                                       "Last-Event-ID names another stream");
+        }
+
+        sn.id = lid;
+        sn.last_event_id = 1;
+
+    } else if (ngx_http_arg(r, (u_char *) "from", 4, &value) == NGX_OK
+               || ngx_http_arg(r, (u_char *) "starting_after", 14, &value)
+                  == NGX_OK)
+    {
+        if (value.len == 4 && ngx_strncmp(value.data, "live", 4) == 0) {
+            sn.start = NGX_HTTP_STREAMING_START_LIVE;
+
+        } else if (ngx_http_streaming_sequence(&value, &sn.start) != NGX_OK) {
+            return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       "INVALID_MESSAGE",
+                                       "from must be a sequence number "
+                                       "or \"live\"");
+        }
+    }
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &value) == NGX_OK) {
+
+        for (i = 0; ngx_http_streaming_format_names[i].len; i++) {
+            if (ngx_http_streaming_format_names[i].len == value.len
+                && ngx_strncmp(ngx_http_streaming_format_names[i].data,
+                               value.data, value.len) == 0)
+            {
+                sn.format = i;
+                break;
+            }
+        }
+
+        if (sn.format == NGX_CONF_UNSET_UINT) {
+            return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       "INVALID_MESSAGE",
+                                       "format must be passthrough, omni, "
+                                       "ndjson or jsonrpc");
+        }
+
+    } else {
+        h = ngx_http_streaming_header_in(r, "Accept", 6);
+
+        if (h
+            && ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                                (u_char *) "application/x-ndjson", 20 - 1)
+               != NULL)
+        {
+            sn.format = NGX_HTTP_STREAMING_FORMAT_NDJSON;
+        }
+    }
+
+    if (ngx_http_arg(r, (u_char *) "ack", 3, &value) == NGX_OK
+        && value.len == 1 && value.data[0] == '1')
+    {
+        sn.acks = 1;
+    }
+
+    if (!ngx_http_streaming_store_id_valid(sn.id.data, sn.id.len)) {
+        return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "INVALID_ID",
+                                             "stream id must be 1-128 "
+                                             "characters of [A-Za-z0-9._~-]");
+    }
+
+    return ngx_http_streaming_subscriber_start(r, slcf->subscribe->data, &sn);
+}
+
+
+/*
+ * Attaches the request to the stream: the answers that refuse it, then the
+ * header, the replay of what the zone holds, and live delivery.
+ */
+ngx_int_t
+ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
+    ngx_http_streaming_zone_t *zone, ngx_http_streaming_subscription_t *sn)
+{
+    u_char                               *p;
+    uint64_t                              start;
+    ngx_int_t                             rc;
+    ngx_str_t                            *type, id, s;
+    ngx_uint_t                            finished, framing;
+    ngx_pool_cleanup_t                   *cln;
+    ngx_http_streaming_sub_t             *sub;
+    ngx_http_streaming_stream_t          *st;
+    ngx_http_streaming_init_msg_t         init;
+    ngx_http_streaming_loc_conf_t        *slcf;
+    ngx_http_streaming_subscriber_ctx_t  *ctx;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_streaming_subscriber_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    id.data = ngx_pnalloc(r->pool, sn->id.len);
+    if (id.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    id.len = sn->id.len;
+    ngx_memcpy(id.data, sn->id.data, id.len);
+
+    ngx_memzero(&init, sizeof(ngx_http_streaming_init_msg_t));
+
+    ngx_http_streaming_store_lock(zone);
+
+    st = ngx_http_streaming_store_find_locked(zone, id.data, id.len);
+
+    if (st == NULL) {
+        ngx_http_streaming_store_unlock(zone);
+
+        if (sn->producer) {
+            /* EventSource stops reconnecting on 204 */
+            return NGX_HTTP_NO_CONTENT;
+        }
+
+        return ngx_http_streaming_send_error(r, NGX_HTTP_NOT_FOUND,
+                                             "INVALID_STREAM",
+                                             "no such stream");
+    }
+
+    finished = (st->status != NGX_HTTP_STREAMING_ACTIVE
+                && st->status != NGX_HTTP_STREAMING_PAUSED);
+
+    start = sn->start;
+
+    if (start == NGX_HTTP_STREAMING_START_LIVE) {
+        start = st->sequence;
+
+    } else if (start == NGX_HTTP_STREAMING_START_FIRST) {
+        start = st->first - 1;
+
+    } else if (start >= st->sequence && (finished || sn->last_event_id)) {
+
+        if (finished) {
+            /* nothing after it, ever: an EventSource must stop */
+            ngx_http_streaming_store_unlock(zone);
+            return NGX_HTTP_NO_CONTENT;
+        }
+
+        start = st->sequence;
+
+    } else if (start > st->sequence) {
+        ngx_http_streaming_store_unlock(zone);
+
+        return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "INVALID_MESSAGE",
+                                             "sequence beyond the stream");
+
+    } else if (start + 1 < st->first) {
+        start = st->first;
+        ngx_http_streaming_store_unlock(zone);
+
+        return ngx_http_streaming_subscriber_expired(r, start);
+    }
+
+    rc = ngx_http_streaming_store_sub_add_locked(zone, st, start, &sub);
+
+    if (rc != NGX_OK) {
+        ngx_http_streaming_store_unlock(zone);
+
+        if (rc == NGX_BUSY) {
+            return ngx_http_streaming_send_error(r,
+                                             NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             "TOO_MANY_SUBSCRIBERS",
+                                             "max_subscribers reached");
+        }
+
+        return ngx_http_streaming_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             "ZONE_FULL",
+                                             "shared memory zone is full");
+    }
+
+    sub->acks = sn->acks;
+
+    if (start > 0) {
+        zone->sh->totals.resumes++;
+    }
+
+    ngx_memcpy(ctx->nonce, st->nonce, sizeof(ctx->nonce));
+    framing = st->framing;
+    ctx->st = st;
+    ctx->sub = sub;
+    ctx->cursor = start;
+    ctx->seen = st->status;
+
+    init.total_size = st->total_size;
+    init.content_type.len = st->type_len;
+    init.content_type.data = ngx_pnalloc(r->pool, st->type_len + 1);
+    if (init.content_type.data) {
+        ngx_memcpy(init.content_type.data, st->type, st->type_len);
+    } else {
+        init.content_type.len = 0;
+    }
+
+    if (sn->acks) {
+        p = ngx_pnalloc(r->pool, NGX_INT32_LEN);
+        if (p) {
+            init.subscriber_id.data = p;
+            init.subscriber_id.len = ngx_sprintf(p, "%uD", sub->id) - p;
+        }
+    }
+
+    ngx_http_streaming_store_unlock(zone);
+
+    ctx->req.id = id;
+    ctx->req.resumed_from = (start > 0) ? (int64_t) start : -1;
+    ctx->req.first_chunk_ms = -1;
+    ctx->req.sequence = start;
+    ctx->req.status = ctx->seen;
+
+    ctx->request = r;
+    ctx->zone = zone;
+    ctx->conf = slcf;
+
+    ctx->enc.stream_id = id;
+    ctx->enc.sse = (framing == NGX_HTTP_STREAMING_FRAMING_SSE);
+
+    if (sn->format != NGX_CONF_UNSET_UINT) {
+        ctx->enc.format = sn->format;
+
+    } else if (sn->producer) {
+        ctx->enc.format = slcf->format;
+
+    } else {
+        ctx->enc.format = ctx->enc.sse ? NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH
+                                       : NGX_HTTP_STREAMING_FORMAT_OMNI;
+    }
+
+    ngx_http_streaming_out_init(&ctx->out, r->pool);
+    ctx->out.tag = (ngx_buf_tag_t) &ngx_http_streaming_module;
+
+    ctx->waiter.wake = ngx_http_streaming_subscriber_wake;
+    ctx->waiter.data = ctx;
+
+    ctx->heartbeat.handler = ngx_http_streaming_subscriber_heartbeat;
+    ctx->heartbeat.data = ctx;
+    ctx->heartbeat.log = r->connection->log;
+    ctx->heartbeat.cancelable = 1;
+
+    cln->handler = ngx_http_streaming_subscriber_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_streaming_module);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "streaming subscriber: stream \"%V\" after %uL",
+                   &id, start);
+
+    /* the header */
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = -1;
+
+    type = ngx_http_streaming_format_type(&ctx->enc);
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (ngx_http_streaming_set_header(r, &ngx_http_streaming_stream_id, &id)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_streaming_set_no_cache(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (init.subscriber_id.len) {
+        s = init.subscriber_id;
+
+        if (ngx_http_streaming_set_header(r,
+                                          &ngx_http_streaming_subscriber_id,
+                                          &s)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        ctx->done = 1;
+        return rc;
+    }
+
+    init.resume_position = start;
+    ngx_http_streaming_format_init(&ctx->out, &ctx->enc, &init,
+                                   ngx_http_streaming_store_now());
+
+    ngx_http_streaming_waiter_add(zone, &ctx->waiter);
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_streaming_subscriber_write_handler;
+
+    ngx_add_timer(&ctx->heartbeat, slcf->heartbeat ? slcf->heartbeat
+                                   : NGX_HTTP_STREAMING_NO_HEARTBEAT);
+
+    r->main->count++;
+
+    ngx_http_streaming_subscriber_deliver(ctx);
+
+    return NGX_DONE;
+}
+
+
+/* "<streamId>:<sequence>" or "<streamId>:<sequence>:<token>" */
+ngx_int_t
+ngx_http_streaming_last_event_id(ngx_str_t *value, ngx_str_t *id,
+    uint64_t *sequence)
+{
+    u_char     *p, *last, *colon;
+    ngx_str_t   seq;
+
+    p = value->data;
+    last = p + value->len;
+
+    colon = ngx_strlchr(p, last, ':');
+    if (colon == NULL) {
+        return NGX_DECLINED;
+    }
+
+    id->data = p;
+    id->len = colon - p;
+
+    if (!ngx_http_streaming_store_id_valid(id->data, id->len)) {
+        return NGX_DECLINED;
+    }
+
+    seq.data = colon + 1;
+    p = ngx_strlchr(seq.data, last, ':');
+    seq.len = (p ? p : last) - seq.data;
+
+    return ngx_http_streaming_sequence(&seq, sequence);
+}
+
+
+void
+ngx_http_streaming_waiter_add(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_waiter_t *w)
+{
+    ngx_queue_insert_tail(&zone->waiters, &w->queue);
+}
+
+
+void
+ngx_http_streaming_waiter_remove(ngx_http_streaming_waiter_t *w)
+{
+    if (w->queue.next) {
+        ngx_queue_remove(&w->queue);
+        w->queue.next = NULL;
+    }
+}
+
+
+/*
+ * News of a stream: its other workers are rung, and whatever waits in this
+ * worker looks.
+ */
+void
+ngx_http_streaming_ring(ngx_http_streaming_zone_t *zone, ngx_pid_t *pids,
+    ngx_uint_t n)
+{
+    ngx_uint_t                    i;
+    ngx_queue_t                  *q, *next;
+    ngx_http_streaming_waiter_t  *w;
+
+    for (i = 0; i < n; i++) {
+        if (pids[i] != ngx_pid && zone->doorbell) {
+            (void) ngx_http_streaming_notify_ring(zone->doorbell,
+                                                  zone->sh->nonce,
+                                                  sizeof(zone->sh->nonce),
+                                                  pids[i]);
+        }
+    }
+
+    for (q = ngx_queue_head(&zone->waiters);
+         q != ngx_queue_sentinel(&zone->waiters);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        w = ngx_queue_data(q, ngx_http_streaming_waiter_t, queue);
+        w->wake(w);
+    }
+}
+
+
+ngx_int_t
+ngx_http_streaming_subscriber_init_process(ngx_cycle_t *cycle,
+    ngx_http_streaming_zone_t *zone)
+{
+    zone->doorbell = ngx_http_streaming_notify_open(cycle, zone->sh->nonce,
+                                                    sizeof(zone->sh->nonce),
+                                                    ngx_http_streaming_doorbell,
+                                                    zone);
+
+    return zone->doorbell ? NGX_OK : NGX_ERROR;
+}
+
+
+void
+ngx_http_streaming_subscriber_exit_process(ngx_http_streaming_zone_t *zone)
+{
+    if (zone->doorbell) {
+        ngx_http_streaming_notify_close(zone->doorbell);
+        zone->doorbell = NULL;
+    }
+}
+
+
+static void
+ngx_http_streaming_doorbell(ngx_event_t *ev)
+{
+    ngx_connection_t           *c;
+    ngx_http_streaming_zone_t  *zone;
+
+    c = ev->data;
+    zone = c->data;
+
+    ngx_http_streaming_notify_drain(c);
+    ngx_http_streaming_ring(zone, NULL, 0);
+}
+
+
+static void
+ngx_http_streaming_subscriber_cleanup(void *data)
+{
+    ngx_http_streaming_subscriber_ctx_t  *ctx = data;
+
+    ngx_pid_t                     producer;
+    ngx_uint_t                    wake;
+    ngx_http_streaming_stream_t  *st;
+
+    if (ctx->heartbeat.timer_set) {
+        ngx_del_timer(&ctx->heartbeat);
+    }
+
+    ngx_http_streaming_waiter_remove(&ctx->waiter);
+    ngx_http_streaming_out_free(&ctx->out);
+
+    if (ctx->zone == NULL || ctx->sub == NULL) {
+        return;
+    }
+
+    wake = 0;
+    producer = 0;
+
+    ngx_http_streaming_store_lock(ctx->zone);
+
+    st = ngx_http_streaming_subscriber_stream(ctx);
+
+    if (st) {
+        wake = ngx_http_streaming_store_sub_remove_locked(ctx->zone, st,
+                                                          ctx->sub);
+        producer = st->producer;
+    }
+
+    ngx_http_streaming_store_unlock(ctx->zone);
+
+    ctx->sub = NULL;
+
+    if (wake) {
+        ngx_http_streaming_ring(ctx->zone, &producer, 1);
+    }
+}
+
+
+/*
+ * Hands the client what follows its cursor, as much as its send buffer
+ * takes, then the end when the stream is over.
+ */
+static void
+ngx_http_streaming_subscriber_deliver(ngx_http_streaming_subscriber_ctx_t *ctx)
+{
+    uint64_t                          now, first;
+    ngx_pid_t                         producer;
+    ngx_uint_t                        wake, end, report;
+    ngx_http_request_t               *r;
+    ngx_http_streaming_chunk_t       *next;
+    ngx_http_streaming_stream_t      *st;
+    ngx_http_streaming_status_msg_t   msg;
+
+    static ngx_str_t  gone = ngx_string("INVALID_STREAM");
+    static ngx_str_t  gone_message = ngx_string("the stream is gone");
+    static ngx_str_t  expired = ngx_string("CHUNKS_EXPIRED");
+    static ngx_str_t  expired_message = ngx_string("fell behind the retained "
+                                                   "history");
+
+    r = ctx->request;
+
+    if (ctx->done) {
+        return;
+    }
+
+    ngx_http_streaming_subscriber_sent(ctx);
+
+    if (ctx->out.size >= (off_t) ctx->conf->send_buffer) {
+        /* the client is slow: its cursor waits, the write event wakes it */
+        return;
+    }
+
+    now = ngx_http_streaming_store_now();
+    wake = 0;
+    end = 0;
+    report = 0;
+    producer = 0;
+
+    ngx_http_streaming_store_lock(ctx->zone);
+
+    st = ngx_http_streaming_subscriber_stream(ctx);
+
+    if (st == NULL) {
+        ngx_http_streaming_store_unlock(ctx->zone);
+        ctx->sub = NULL;
+        ngx_http_streaming_subscriber_end(ctx, NGX_HTTP_STREAMING_ERROR,
+                                          &gone, &gone_message);
+        return;
+    }
+
+    if (ctx->cursor >= st->sequence) {
+        next = NULL;
+
+    } else if (ctx->chunk && st->first <= ctx->cursor) {
+        next = ctx->chunk->next;
+
+    } else if (ctx->cursor + 1 >= st->first) {
+        next = ngx_http_streaming_store_chunk_after_locked(st, ctx->cursor);
+
+    } else {
+        /* evicted under "streaming_overflow evict" */
+        first = st->first;
+        ngx_http_streaming_store_unlock(ctx->zone);
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "streaming: subscriber of \"%V\" fell behind: %uL "
+                      "is no longer retained, the earliest is %uL",
+                      &ctx->req.id, ctx->cursor + 1, first);
+
+        ngx_http_streaming_subscriber_end(ctx, NGX_HTTP_STREAMING_ERROR,
+                                          &expired, &expired_message);
+        return;
+    }
+
+    while (next && ctx->out.size < (off_t) ctx->conf->send_buffer) {
+
+        ngx_http_streaming_format_chunk(&ctx->out, &ctx->enc, next->sequence,
+                                        next->data, next->len, now);
+
+        wake |= ngx_http_streaming_store_sub_advance_locked(ctx->zone, st,
+                                                            ctx->sub, next);
+
+        ctx->chunk = next;
+        ctx->cursor = next->sequence;
+        ctx->req.chunks++;
+        ctx->req.bytes += next->len;
+
+        next = next->next;
+    }
+
+    ngx_memzero(&msg, sizeof(ngx_http_streaming_status_msg_t));
+
+    if (st->status != NGX_HTTP_STREAMING_ACTIVE
+        && st->status != NGX_HTTP_STREAMING_PAUSED)
+    {
+        end = (ctx->cursor >= st->sequence);
+
+    } else if (st->status != ctx->seen) {
+        report = 1;
+    }
+
+    if (end || report) {
+        ngx_http_streaming_subscriber_status_msg(st, &msg);
+        ctx->seen = st->status;
+
+        if (msg.code.len) {
+            msg.code.data = ngx_pstrdup(r->pool, &msg.code);
+            msg.message.data = ngx_pstrdup(r->pool, &msg.message);
+
+            if (msg.code.data == NULL || msg.message.data == NULL) {
+                msg.code.len = 0;
+                msg.message.len = 0;
+            }
+        }
+    }
+
+    producer = st->producer;
+
+    ngx_http_streaming_store_unlock(ctx->zone);
+
+    if (ctx->req.chunks && ctx->req.first_chunk_ms < 0) {
+        ctx->req.first_chunk_ms = (ngx_msec_int_t)
+                                  (now - ((uint64_t) r->start_sec * 1000
+                                          + r->start_msec));
+    }
+
+    ctx->req.sequence = ctx->cursor;
+    ctx->req.status = ctx->seen;
+
+    if (wake) {
+        ngx_http_streaming_ring(ctx->zone, &producer, 1);
+    }
+
+    if (report) {
+        ngx_http_streaming_format_status(&ctx->out, &ctx->enc, &msg, now);
+    }
+
+    if (end) {
+        ngx_http_streaming_format_final(&ctx->out, &ctx->enc, ctx->cursor + 1,
+                                        now);
+        ngx_http_streaming_format_status(&ctx->out, &ctx->enc, &msg, now);
+    }
+
+    ngx_http_streaming_subscriber_send(ctx, end);
+}
+
+
+/* an end the stream did not have: gone, evicted, worker exiting */
+static void
+ngx_http_streaming_subscriber_end(ngx_http_streaming_subscriber_ctx_t *ctx,
+    ngx_uint_t status, ngx_str_t *code, ngx_str_t *message)
+{
+    uint64_t                          now;
+    ngx_http_streaming_status_msg_t   msg;
+
+    now = ngx_http_streaming_store_now();
+
+    ngx_memzero(&msg, sizeof(ngx_http_streaming_status_msg_t));
+    msg.status = ngx_http_streaming_status_names[status];
+    msg.total_size = -1;
+    msg.remaining_ms = -1;
+    msg.code = *code;
+    msg.message = *message;
+
+    ngx_http_streaming_format_status(&ctx->out, &ctx->enc, &msg, now);
+    ngx_http_streaming_subscriber_send(ctx, 1);
+}
+
+
+static void
+ngx_http_streaming_subscriber_send(ngx_http_streaming_subscriber_ctx_t *ctx,
+    ngx_uint_t last)
+{
+    ngx_int_t                  rc;
+    ngx_buf_t                 *b;
+    ngx_chain_t               *cl, *out;
+    ngx_event_t               *wev;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    r = ctx->request;
+    c = r->connection;
+
+    if (ctx->out.failed) {
+        ctx->done = 1;
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    out = ctx->out.first;
+
+    if (last) {
+        ctx->done = 1;
+
+        b = ngx_calloc_buf(r->pool);
+        cl = ngx_alloc_chain_link(r->pool);
+
+        if (b == NULL || cl == NULL) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        b->last_buf = (r == r->main) ? 1 : 0;
+        b->last_in_chain = 1;
+        cl->buf = b;
+        cl->next = NULL;
+
+        *ctx->out.last = cl;
+        out = ctx->out.first;
+    }
+
+    if (out == NULL && ctx->busy == NULL && !c->buffered) {
+        return;
+    }
+
+    if (out) {
+        for (cl = out; cl->next; cl = cl->next) { /* void */ }
+        cl->buf->flush = 1;
+    }
+
+    rc = ngx_http_output_filter(r, out);
+
+    ngx_chain_update_chains(r->pool, &ctx->out.free, &ctx->busy, &out,
+                            ctx->out.tag);
+    ngx_http_streaming_out_reset(&ctx->out);
+    ngx_http_streaming_subscriber_sent(ctx);
+
+    if (last || rc == NGX_ERROR) {
+        if (ctx->heartbeat.timer_set) {
+            ngx_del_timer(&ctx->heartbeat);
+        }
+
+        ngx_http_streaming_waiter_remove(&ctx->waiter);
+
+        ctx->done = 1;
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    wev = c->write;
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
+        ctx->done = 1;
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    if (c->buffered) {
+        if (!wev->delayed) {
+            ngx_add_timer(wev, clcf->send_timeout);
+        }
+
+    } else if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+}
+
+
+static void
+ngx_http_streaming_subscriber_sent(ngx_http_streaming_subscriber_ctx_t *ctx)
+{
+    off_t         size;
+    ngx_chain_t  *cl, *none;
+
+    if (ctx->out.first) {
+        return;
+    }
+
+    none = NULL;
+
+    ngx_chain_update_chains(ctx->request->pool, &ctx->out.free, &ctx->busy,
+                            &none, ctx->out.tag);
+
+    size = 0;
+
+    for (cl = ctx->busy; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    ctx->out.size = size;
+}
+
+
+static void
+ngx_http_streaming_subscriber_write_handler(ngx_http_request_t *r)
+{
+    ngx_event_t                          *wev;
+    ngx_http_streaming_subscriber_ctx_t  *ctx;
+
+    wev = r->connection->write;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (wev->timedout) {
+        /* it may resume later, from where it stands */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
+                      "streaming: subscriber of \"%V\" timed out",
+                      &ctx->req.id);
+
+        r->connection->timedout = 1;
+        ctx->done = 1;
+        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT);
+        return;
+    }
+
+    ngx_http_streaming_subscriber_deliver(ctx);
+}
+
+
+/* news in the zone: look if it concerns this subscriber */
+static void
+ngx_http_streaming_subscriber_wake(ngx_http_streaming_waiter_t *w)
+{
+    ngx_http_streaming_subscriber_ctx_t  *ctx;
+
+    ctx = w->data;
+
+    if (ctx->done) {
+        return;
+    }
+
+    /*
+     * an unlocked look at the stream is only a hint: delivery checks it
+     * under the lock
+     */
+
+    if (ctx->st->sequence != ctx->cursor || ctx->st->status != ctx->seen) {
+        ngx_post_event(ctx->request->connection->write, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_streaming_subscriber_heartbeat(ngx_event_t *ev)
+{
+    ngx_msec_t                            interval;
+    ngx_connection_t                     *c;
+    ngx_http_request_t                   *r;
+    ngx_http_streaming_status_msg_t       msg;
+    ngx_http_streaming_subscriber_ctx_t  *ctx;
+
+    static ngx_str_t  shutdown = ngx_string("SHUTDOWN");
+    static ngx_str_t  shutdown_message = ngx_string("worker exiting, "
+                                                    "reconnect to resume");
+
+    ctx = ev->data;
+    r = ctx->request;
+    c = r->connection;
+
+    if (ctx->done) {
+        return;
+    }
+
+    if (ngx_exiting || ngx_terminate) {
+        /* the client reconnects to another worker and resumes */
+        ngx_http_streaming_subscriber_end(ctx, NGX_HTTP_STREAMING_ERROR,
+                                          &shutdown, &shutdown_message);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    interval = ctx->conf->heartbeat;
+
+    if (interval) {
+        ngx_memzero(&msg, sizeof(ngx_http_streaming_status_msg_t));
+        msg.status = ngx_http_streaming_status_names[ctx->seen];
+        msg.total_size = -1;
+        msg.remaining_ms = -1;
+
+        ngx_http_streaming_format_heartbeat(&ctx->out, &ctx->enc, &msg,
+                                            ngx_http_streaming_store_now());
+    } else {
+        interval = NGX_HTTP_STREAMING_NO_HEARTBEAT;
+    }
+
+    ngx_add_timer(&ctx->heartbeat, interval);
+
+    /* a lost ring is made good here too */
+    ngx_http_streaming_subscriber_deliver(ctx);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* the stream, if it is still the one this subscriber attached to */
+static ngx_http_streaming_stream_t *
+ngx_http_streaming_subscriber_stream(ngx_http_streaming_subscriber_ctx_t *ctx)
+{
+    ngx_http_streaming_stream_t  *st;
+
+    st = ngx_http_streaming_store_find_locked(ctx->zone, ctx->req.id.data,
+                                              ctx->req.id.len);
+
+    if (st == NULL
+        || ngx_memcmp(st->nonce, ctx->nonce, sizeof(ctx->nonce)) != 0)
+    {
+        return NULL;
+    }
+
+    ctx->st = st;
+
+    return st;
+}
+
+
+static void
+ngx_http_streaming_subscriber_status_msg(ngx_http_streaming_stream_t *st,
+    ngx_http_streaming_status_msg_t *msg)
+{
+    msg->status = ngx_http_streaming_status_names[st->status];
+    msg->bytes = st->bytes;
+    msg->total_size = st->total_size;
+    msg->remaining_ms = -1;
+    msg->checkpoint = 1;
+    msg->checkpoint_sequence = st->checkpoint_sequence;
+    msg->checkpoint_bytes = st->checkpoint_bytes;
+    msg->checkpoint_time = st->checkpoint_time;
+
+    msg->code.len = st->code_len;
+    msg->code.data = st->code;
+    msg->message.len = st->message_len;
+    msg->message.data = st->message;
+}
+
+
+/* 410, naming the earliest sequence still retained */
+static ngx_int_t
+ngx_http_streaming_subscriber_expired(ngx_http_request_t *r, uint64_t first)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, sizeof("resume point no longer retained, "
+                                    "the earliest retained sequence is ")
+                             + NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(p, "resume point no longer retained, the earliest retained "
+                "sequence is %uL%Z", first);
+
+    return ngx_http_streaming_send_error(r, NGX_HTTP_STREAMING_GONE, "CHUNKS_EXPIRED",
+                                         (char *) p);
+}
+
+
+/* a sequence number: decimal digits, no sign, no overflow */
+static ngx_int_t
+ngx_http_streaming_sequence(ngx_str_t *s, uint64_t *n)
+{
+    u_char    *p;
+    uint64_t   v;
+
+    if (s->len == 0 || s->len > NGX_INT64_LEN) {
+        return NGX_DECLINED;
+    }
+
+    v = 0;
+
+    for (p = s->data; p < s->data + s->len; p++) {
+        if (*p < '0' || *p > '9') {
+            return NGX_DECLINED;
+        }
+
+        if (v > (NGX_HTTP_STREAMING_MAX_SEQUENCE - (*p - '0')) / 10) {
+            return NGX_DECLINED;
+        }
+
+        v = v * 10 + (*p - '0');
+    }
+
+    *n = v;
+
+    return NGX_OK;
+}
