@@ -44,8 +44,6 @@ static char *ngx_http_streaming_conf_id(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_streaming_conf_enum(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_streaming_conf_num(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static char *ngx_http_streaming_conf_size(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_streaming_conf_invalid(ngx_conf_t *cf,
@@ -90,11 +88,6 @@ static ngx_conf_enum_t  ngx_http_streaming_overflows[] = {
     { ngx_string("pause"), NGX_HTTP_STREAMING_OVERFLOW_PAUSE },
     { ngx_string("evict"), NGX_HTTP_STREAMING_OVERFLOW_EVICT },
     { ngx_null_string, 0 }
-};
-
-
-static ngx_conf_num_bounds_t  ngx_http_streaming_window_bounds = {
-    ngx_conf_check_num_bounds, 1, 1000000
 };
 
 
@@ -148,13 +141,6 @@ static ngx_command_t  ngx_http_streaming_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_streaming_loc_conf_t, overflow),
       &ngx_http_streaming_overflows },
-
-    { ngx_string("streaming_window"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_streaming_conf_num,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_streaming_loc_conf_t, window),
-      &ngx_http_streaming_window_bounds },
 
     { ngx_string("streaming_heartbeat"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -861,26 +847,6 @@ ngx_http_streaming_conf_enum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return ngx_http_streaming_conf_invalid(cf, cmd);
-}
-
-
-static char *
-ngx_http_streaming_conf_num(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_str_t              *value;
-    ngx_int_t               n;
-    ngx_conf_num_bounds_t  *bounds;
-
-    value = cf->args->elts;
-    bounds = cmd->post;
-
-    n = ngx_atoi(value[1].data, value[1].len);
-
-    if (n == NGX_ERROR || n < bounds->low || n > bounds->high) {
-        return ngx_http_streaming_conf_invalid(cf, cmd);
-    }
-
-    return ngx_conf_set_num_slot(cf, cmd, conf);
 }
 
 

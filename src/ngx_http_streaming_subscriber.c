@@ -184,12 +184,6 @@ ngx_http_streaming_subscriber_handler(ngx_http_request_t *r)
         }
     }
 
-    if (ngx_http_arg(r, (u_char *) "ack", 3, &value) == NGX_OK
-        && value.len == 1 && value.data[0] == '1')
-    {
-        sn.acks = 1;
-    }
-
     if (!ngx_http_streaming_store_id_valid(sn.id.data, sn.id.len)) {
         return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
                                              "INVALID_ID",

@@ -55,10 +55,10 @@ for my $file (@files) {
     # 2. its http {} block, run, on the test's ports
     my $http = http_block($text);
     ok(defined $http, "$name: has an http {} block") or next;
-    my $mock = $text =~ /127\.0\.0\.1:8081/;
+    my $mock = $text =~ /127\.0\.0\.1:80(?:81|00)\b/;
     $t->start_mock_llm if $mock;
     $http =~ s/127\.0\.0\.1:8080/127.0.0.1:%%PORT2%%/g;
-    $http =~ s/127\.0\.0\.1:8081/127.0.0.1:%%MOCK_PORT%%/g;
+    $http =~ s/127\.0\.0\.1:80(?:81|00)\b/127.0.0.1:%%MOCK_PORT%%/g;
     $t->http_config($http);
     $t->start;
 
@@ -82,6 +82,16 @@ for my $file (@files) {
         } grep { defined $_->{data} && $_->{data} ne '[DONE]' } @ev;
         is($text, 'tok0 tok1 tok2 tok3 tok4 ', "$name: every token arrived");
         is($ev[-1]{data}, '[DONE]', "$name: ends with [DONE]");
+
+        # a streaming location: the stream is stored and can be read again
+        if (my $sid = $r->{headers}{'stream-id'}) {
+            my ($sub) = $http =~ m{location\s+(/\S+/)\s*\{\s*streaming_subscribe};
+            ok($sub, "$name: has a subscribe location");
+            my $again = $t->get("${sub}?id=$sid", port => $port);
+            is($again->{status}, 200, "$name: the stream reads again");
+            is(scalar(grep { defined $_->{data} } parse_sse($again->{body})),
+               scalar(@ev), "$name: every event stored");
+        }
     }
 
     $t->stop;

@@ -36,9 +36,13 @@ cat <<MSG
 
   Try, in another terminal:
 
-    curl -N http://127.0.0.1:$port/v1/chat/completions \\
+    curl -N -i http://127.0.0.1:$port/v1/chat/completions \\
          -H 'Content-Type: application/json' \\
          -d '{"model":"mock-llm","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+
+    # the Stream-Id response header names the stream: read it again,
+    # from any sequence, as NDJSON Omni messages
+    curl -N "http://127.0.0.1:$port/streams/?id=<Stream-Id>&format=ndjson&from=0"
 
     curl http://127.0.0.1:$port/streaming-status
     curl http://127.0.0.1:$port/streaming-status?format=json
