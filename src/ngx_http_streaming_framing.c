@@ -152,6 +152,15 @@ ngx_http_streaming_framer_sse(ngx_http_streaming_framer_t *f, u_char *p,
     u_char  *pos, c;
     size_t   size;
 
+    if (f->blank_cr) {
+        /* the block ended with a CR: the LF of a CRLF is still its own */
+
+        f->blank_cr = 0;
+        pos = (*p == LF) ? p + 1 : p;
+
+        goto done;
+    }
+
     for (pos = p; pos < last; pos++) {
         c = *pos;
 
@@ -189,12 +198,19 @@ ngx_http_streaming_framer_sse(ngx_http_streaming_framer_t *f, u_char *p,
                 /* a blank line ends the block */
 
                 /*
-                 * A CR at the end of the buffer ends the block at once, not
-                 * to hold the event back for a possible LF: that LF is then
-                 * a blank line of its own, a SKIP.
+                 * A CR that ends the buffer may be the first half of a
+                 * CRLF: the next byte says, so that the event is stored
+                 * with its bytes as sent.  Upstreams write whole events,
+                 * so that byte is already on its way.
                  */
 
-                if (c == CR && pos + 1 < last && pos[1] == LF) {
+                if (c == CR && pos + 1 == last) {
+                    f->blank_cr = 1;
+                    pos++;
+                    break;
+                }
+
+                if (c == CR && pos[1] == LF) {
                     pos++;
                 }
 
@@ -371,6 +387,7 @@ ngx_http_streaming_framer_reset(ngx_http_streaming_framer_t *f)
     f->in_name = 0;
     f->fields = 0;
     f->cr = 0;
+    f->blank_cr = 0;
 }
 
 

@@ -84,9 +84,9 @@
  * are SKIP.  A BOM at the very start of the stream is part of the first
  * piece (f->bom) and not of a field name; anywhere else its bytes are just
  * bytes.  A blank line ended by a CR that is the last byte of the buffer
- * ends the block at once, not to hold the event back until more input
- * comes: if the next buffer starts with the LF of that CRLF, the LF is a
- * blank line of its own, a SKIP of 1 byte.
+ * may be the first half of a CRLF: the block ends with the next call, with
+ * that LF if the next buffer starts with one (the event is kept as sent),
+ * and otherwise with an empty [p, end) (the kept bytes are the block).
  *
  * lines: a line is the bytes up to and including LF (CRLF is the line end,
  * a lone CR is data); an empty line is a SKIP.
@@ -137,6 +137,8 @@ typedef struct {
     unsigned        in_name:1;    /* sse: in a field name */
     unsigned        fields:1;     /* sse: the block has data or event */
     unsigned        cr:1;         /* the last byte kept is a CR */
+    unsigned        blank_cr:1;   /* sse: a blank line's CR ends the
+                                     buffer: its LF may follow */
     unsigned        error:1;
 } ngx_http_streaming_framer_t;
 
