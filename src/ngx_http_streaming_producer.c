@@ -103,6 +103,7 @@ static void ngx_http_streaming_producer_write_handler(ngx_http_request_t *r);
 static void ngx_http_streaming_producer_leave(ngx_http_request_t *r,
     ngx_http_streaming_producer_ctx_t *ctx);
 static void ngx_http_streaming_producer_detach_timeout(ngx_event_t *ev);
+static void ngx_http_streaming_producer_abort(ngx_http_request_t *r);
 static ngx_http_streaming_stream_t *ngx_http_streaming_producer_stream_locked(
     ngx_http_streaming_producer_ctx_t *ctx);
 static void ngx_http_streaming_producer_wake(ngx_http_streaming_waiter_t *w);
@@ -1508,7 +1509,7 @@ ngx_http_streaming_producer_idle(ngx_event_t *ev)
 
     (void) ngx_http_streaming_producer_send(r, ctx);
 
-    ngx_http_finalize_request(r, NGX_ERROR);
+    ngx_http_streaming_producer_abort(r);
     ngx_http_run_posted_requests(c);
 }
 
@@ -1715,8 +1716,31 @@ ngx_http_streaming_producer_detach_timeout(ngx_event_t *ev)
                                        "no subscriber came back within "
                                        "streaming_detach");
 
-    ngx_http_finalize_request(r, NGX_ERROR);
+    ngx_http_streaming_producer_abort(r);
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * Closes the producer from a timer: the upstream module's own cleanup
+ * closes the upstream connection and ends the request (which may free it:
+ * the caller touches only the connection afterwards).  Terminating the
+ * request instead would run that cleanup and then read the freed request.
+ */
+static void
+ngx_http_streaming_producer_abort(ngx_http_request_t *r)
+{
+    ngx_http_cleanup_pt  *cleanup;
+
+    r->keepalive = 0;
+
+    if (r->upstream && r->upstream->cleanup && *r->upstream->cleanup) {
+        cleanup = r->upstream->cleanup;
+        (*cleanup)(r);
+        return;
+    }
+
+    ngx_http_finalize_request(r, NGX_ERROR);
 }
 
 
