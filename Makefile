@@ -25,7 +25,7 @@ MOCK_CFLAGS    = -O2 -g -Wall -Wextra -Werror
 
 SRCS = config $(wildcard src/*.c src/*.h)
 
-.PHONY: all module mock test asan test-1.26 debug demo fuzz clean \
+.PHONY: all module mock node-deps test asan test-1.26 debug demo fuzz clean \
         bench-tools bench-producer
 
 all: module
@@ -51,18 +51,25 @@ build/sse-load: util/bench/sse-load.c
 bench-producer: module mock bench-tools
 	util/bench/producer.pl $(BENCH_FLAGS)
 
+# third-party clients for the interop tests (npm, versions locked)
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+	    [ t/node/node_modules/.package-lock.json -nt t/node/package-lock.json ] \
+	    || npm ci --prefix t/node --no-audit --no-fund; fi
+
 test: module mock
 	util/install-deps.sh test
+	$(MAKE) node-deps
 	$(PROVE) $(PROVE_FLAGS) $(TEST)
 
-asan: mock
+asan: mock node-deps
 	util/install-deps.sh asan
 	util/build-nginx.sh 1.26 asan
 	TEST_NGINX_BINARY=$(CURDIR)/build/nginx-1.26-asan/nginx \
 	TEST_NGINX_MODULE= \
 	$(PROVE) $(PROVE_FLAGS) $(TEST)
 
-test-1.26: mock
+test-1.26: mock node-deps
 	util/install-deps.sh asan
 	util/build-nginx.sh 1.26 release
 	TEST_NGINX_BINARY=$(CURDIR)/build/nginx-1.26-release/nginx \

@@ -24,6 +24,12 @@ for what in "${@:-test}"; do
     esac
 done
 
+# the interop tests drive Node clients (t/node): Debian's node where the
+# machine has none of its own
+case " $want " in
+*" curl "*) command -v npm >/dev/null 2>&1 || want="$want nodejs npm" ;;
+esac
+
 missing=""
 for p in $want; do
     case " $missing " in *" $p "*) continue ;; esac
