@@ -103,6 +103,8 @@ static void ngx_http_streaming_producer_write_handler(ngx_http_request_t *r);
 static void ngx_http_streaming_producer_leave(ngx_http_request_t *r,
     ngx_http_streaming_producer_ctx_t *ctx);
 static void ngx_http_streaming_producer_detach_timeout(ngx_event_t *ev);
+static ngx_uint_t ngx_http_streaming_producer_detach_check(
+    ngx_http_request_t *r, ngx_http_streaming_producer_ctx_t *ctx);
 static void ngx_http_streaming_producer_abort(ngx_http_request_t *r);
 static ngx_http_streaming_stream_t *ngx_http_streaming_producer_stream_locked(
     ngx_http_streaming_producer_ctx_t *ctx);
@@ -1656,54 +1658,24 @@ ngx_http_streaming_producer_leave(ngx_http_request_t *r,
 }
 
 
-/* nobody came back in time: the producer is cancelled */
+/*
+ * The detach time counts from when the last subscriber left: the producer's
+ * own client, or anyone who came back since.  While somebody reads, the
+ * producer goes on; when the last one leaves, its worker rings this one
+ * (ngx_http_streaming_producer_wake) to start the count again.
+ */
 static void
 ngx_http_streaming_producer_detach_timeout(ngx_event_t *ev)
 {
-    ngx_uint_t                          others, wake;
     ngx_connection_t                   *c;
     ngx_http_request_t                 *r;
-    ngx_http_streaming_stream_t        *st;
     ngx_http_streaming_producer_ctx_t  *ctx;
 
     r = ev->data;
     c = r->connection;
     ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
-    wake = 0;
 
-    if (ctx->done) {
-        return;
-    }
-
-    others = 0;
-
-    ngx_http_streaming_store_lock(ctx->zone);
-
-    st = ngx_http_streaming_producer_stream_locked(ctx);
-
-    if (st && st->subscribers > (ngx_uint_t) (ctx->sub != NULL)) {
-        /* somebody came back: the detached client's place is given up */
-        others = 1;
-
-        if (ctx->sub) {
-            wake = ngx_http_streaming_store_sub_remove_locked(ctx->zone, st,
-                                                              ctx->sub);
-            ctx->sub = NULL;
-            ctx->overflow = st->overflow;
-        }
-    }
-
-    ngx_http_streaming_store_unlock(ctx->zone);
-
-    if (others) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                       "streaming producer: \"%V\" has subscribers, goes on",
-                       &ctx->req.id);
-
-        if (wake) {
-            ngx_post_event(c->write, &ngx_posted_events);
-        }
-
+    if (ctx->done || ngx_http_streaming_producer_detach_check(r, ctx)) {
         return;
     }
 
@@ -1718,6 +1690,68 @@ ngx_http_streaming_producer_detach_timeout(ngx_event_t *ev)
 
     ngx_http_streaming_producer_abort(r);
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * 1 if the detached producer goes on (the timer is set again as needed),
+ * 0 if its detach time ran out.
+ */
+static ngx_uint_t
+ngx_http_streaming_producer_detach_check(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx)
+{
+    uint64_t                      now, since;
+    ngx_uint_t                    others, wake;
+    ngx_http_streaming_stream_t  *st;
+
+    now = ngx_http_streaming_store_now();
+    others = 0;
+    wake = 0;
+    since = now;
+
+    ngx_http_streaming_store_lock(ctx->zone);
+
+    st = ngx_http_streaming_producer_stream_locked(ctx);
+
+    if (st) {
+        others = (st->subscribers > (ngx_uint_t) (ctx->sub != NULL));
+
+        if (ctx->sub) {
+            since = ngx_max(ctx->sub->left, st->last_left);
+
+            if (others) {
+                /* somebody came back: the detached client's place goes */
+                wake = ngx_http_streaming_store_sub_remove_locked(ctx->zone,
+                                                                  st,
+                                                                  ctx->sub);
+                ctx->sub = NULL;
+                ctx->overflow = st->overflow;
+            }
+
+        } else {
+            since = st->last_left;
+        }
+    }
+
+    ngx_http_streaming_store_unlock(ctx->zone);
+
+    if (wake) {
+        ngx_post_event(r->connection->write, &ngx_posted_events);
+    }
+
+    if (others) {
+        /* a safety net; the last one to leave rings this worker */
+        ngx_add_timer(&ctx->detach, ctx->conf->detach);
+        return 1;
+    }
+
+    if (st && now < since + ctx->conf->detach) {
+        ngx_add_timer(&ctx->detach, since + ctx->conf->detach - now);
+        return 1;
+    }
+
+    return 0;
 }
 
 
@@ -1755,7 +1789,16 @@ ngx_http_streaming_producer_wake(ngx_http_streaming_waiter_t *w)
     r = w->data;
     ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
 
-    if (!ctx->overflow || ctx->done) {
+    if (ctx->done) {
+        return;
+    }
+
+    if (ctx->detached) {
+        /* the last subscriber may have left: the count starts again */
+        (void) ngx_http_streaming_producer_detach_check(r, ctx);
+    }
+
+    if (!ctx->overflow) {
         return;
     }
 

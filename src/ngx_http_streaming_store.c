@@ -570,6 +570,10 @@ ngx_http_streaming_store_sub_remove_locked(ngx_http_streaming_zone_t *zone,
     st->subscribers--;
     zone->sh->subscribers--;
 
+    if (!sub->producer) {
+        st->last_left = ngx_http_streaming_store_now();
+    }
+
     ngx_slab_free_locked(zone->shpool, sub);
 
     return ngx_http_streaming_store_unhold_locked(zone, st);

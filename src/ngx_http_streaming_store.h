@@ -97,6 +97,7 @@ typedef struct {
     ngx_uint_t                      subscribers;
     ngx_queue_t                     subs;
     uint64_t                        min_cursor; /* a lower bound */
+    uint64_t                        last_left;  /* ms a subscriber left */
     uint32_t                        next_sub;
 
     /* the workers its subscribers are on, to ring on a new chunk */

@@ -51,6 +51,8 @@ typedef struct {
 static void ngx_http_streaming_subscriber_cleanup(void *data);
 static void ngx_http_streaming_subscriber_deliver(
     ngx_http_streaming_subscriber_ctx_t *ctx);
+static ngx_int_t ngx_http_streaming_subscriber_deliver_some(
+    ngx_http_streaming_subscriber_ctx_t *ctx);
 static void ngx_http_streaming_subscriber_end(
     ngx_http_streaming_subscriber_ctx_t *ctx, ngx_uint_t status,
     ngx_str_t *code, ngx_str_t *message);
@@ -590,6 +592,11 @@ ngx_http_streaming_subscriber_cleanup(void *data)
         wake = ngx_http_streaming_store_sub_remove_locked(ctx->zone, st,
                                                           ctx->sub);
         producer = st->producer;
+
+        /* the last reader left: a detached producer starts counting */
+        if (st->subscribers <= 1) {
+            wake = 1;
+        }
     }
 
     ngx_http_streaming_store_unlock(ctx->zone);
@@ -609,9 +616,22 @@ ngx_http_streaming_subscriber_cleanup(void *data)
 static void
 ngx_http_streaming_subscriber_deliver(ngx_http_streaming_subscriber_ctx_t *ctx)
 {
+    /* as long as the socket takes it all and more is there */
+
+    while (ngx_http_streaming_subscriber_deliver_some(ctx) == NGX_AGAIN) {
+        /* void */
+    }
+}
+
+
+/* NGX_AGAIN: more chunks wait and the client may take them at once */
+static ngx_int_t
+ngx_http_streaming_subscriber_deliver_some(
+    ngx_http_streaming_subscriber_ctx_t *ctx)
+{
     uint64_t                          now, first;
     ngx_pid_t                         producer;
-    ngx_uint_t                        wake, end, report;
+    ngx_uint_t                        wake, end, report, more;
     ngx_http_request_t               *r;
     ngx_http_streaming_chunk_t       *next;
     ngx_http_streaming_stream_t      *st;
@@ -626,14 +646,21 @@ ngx_http_streaming_subscriber_deliver(ngx_http_streaming_subscriber_ctx_t *ctx)
     r = ctx->request;
 
     if (ctx->done) {
-        return;
+        return NGX_OK;
     }
 
     ngx_http_streaming_subscriber_sent(ctx);
 
     if (ctx->out.size >= (off_t) ctx->conf->send_buffer) {
-        /* the client is slow: its cursor waits, the write event wakes it */
-        return;
+
+        /* what waits goes first, as far as the socket takes it */
+
+        ngx_http_streaming_subscriber_send(ctx, 0);
+
+        if (ctx->done || ctx->out.size >= (off_t) ctx->conf->send_buffer) {
+            /* the client is slow: its cursor waits, the write event wakes it */
+            return NGX_OK;
+        }
     }
 
     now = ngx_http_streaming_store_now();
@@ -651,7 +678,7 @@ ngx_http_streaming_subscriber_deliver(ngx_http_streaming_subscriber_ctx_t *ctx)
         ctx->sub = NULL;
         ngx_http_streaming_subscriber_end(ctx, NGX_HTTP_STREAMING_ERROR,
                                           &gone, &gone_message);
-        return;
+        return NGX_OK;
     }
 
     if (ctx->cursor >= st->sequence) {
@@ -675,7 +702,7 @@ ngx_http_streaming_subscriber_deliver(ngx_http_streaming_subscriber_ctx_t *ctx)
 
         ngx_http_streaming_subscriber_end(ctx, NGX_HTTP_STREAMING_ERROR,
                                           &expired, &expired_message);
-        return;
+        return NGX_OK;
     }
 
     while (next && ctx->out.size < (off_t) ctx->conf->send_buffer) {
@@ -693,6 +720,8 @@ ngx_http_streaming_subscriber_deliver(ngx_http_streaming_subscriber_ctx_t *ctx)
 
         next = next->next;
     }
+
+    more = (next != NULL);
 
     ngx_memzero(&msg, sizeof(ngx_http_streaming_status_msg_t));
 
@@ -748,6 +777,14 @@ ngx_http_streaming_subscriber_deliver(ngx_http_streaming_subscriber_ctx_t *ctx)
     }
 
     ngx_http_streaming_subscriber_send(ctx, end);
+
+    if (more && !ctx->done
+        && ctx->out.size < (off_t) ctx->conf->send_buffer)
+    {
+        return NGX_AGAIN;
+    }
+
+    return NGX_OK;
 }
 
 
