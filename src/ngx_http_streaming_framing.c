@@ -39,6 +39,8 @@ static u_char *ngx_http_streaming_framer_bytes(ngx_http_streaming_framer_t *f,
 static void ngx_http_streaming_framer_reset(ngx_http_streaming_framer_t *f);
 static ngx_uint_t ngx_http_streaming_sse_line(u_char *p, u_char *last,
     ngx_http_streaming_sse_line_t *line);
+static ngx_inline u_char *ngx_http_streaming_line_end(u_char *p,
+    u_char *last);
 static ngx_uint_t ngx_http_streaming_framing_type_is(u_char *p, size_t len,
     char *type);
 
@@ -162,6 +164,17 @@ ngx_http_streaming_framer_sse(ngx_http_streaming_framer_t *f, u_char *p,
     }
 
     for (pos = p; pos < last; pos++) {
+
+        if (!(f->sol | f->in_name | f->cr | f->start)) {
+            /* inside a value: on to the line's end, which memchr() finds */
+
+            pos = ngx_http_streaming_line_end(pos, last);
+
+            if (pos == last) {
+                break;
+            }
+        }
+
         c = *pos;
 
         if (f->cr) {
@@ -506,6 +519,24 @@ ngx_http_streaming_sse_strip_id(u_char *p, size_t len, u_char *dst)
 }
 
 
+/* the first CR or LF in [p, last), or last */
+static ngx_inline u_char *
+ngx_http_streaming_line_end(u_char *p, u_char *last)
+{
+    u_char  *lf, *cr;
+
+    lf = memchr(p, LF, last - p);
+
+    if (lf == NULL) {
+        lf = last;
+    }
+
+    cr = memchr(p, CR, lf - p);
+
+    return cr ? cr : lf;
+}
+
+
 static ngx_uint_t
 ngx_http_streaming_sse_line(u_char *p, u_char *last,
     ngx_http_streaming_sse_line_t *line)
@@ -515,9 +546,7 @@ ngx_http_streaming_sse_line(u_char *p, u_char *last,
 
     line->start = p;
 
-    for (q = p; q < last && *q != LF && *q != CR; q++) {
-        /* void */
-    }
+    q = ngx_http_streaming_line_end(p, last);
 
     line->end = q;
 
