@@ -968,6 +968,10 @@ ngx_http_streaming_init_process(ngx_cycle_t *cycle)
         {
             return NGX_ERROR;
         }
+
+        ngx_http_streaming_store_lock(zones[i]);
+        ngx_http_streaming_store_worker_add_locked(zones[i], ngx_pid);
+        ngx_http_streaming_store_unlock(zones[i]);
     }
 
     ev = ngx_pcalloc(cycle->pool, sizeof(ngx_event_t));
@@ -1008,7 +1012,8 @@ static void
 ngx_http_streaming_sweep(ngx_event_t *ev)
 {
     uint64_t                          now;
-    ngx_uint_t                        i;
+    ngx_pid_t                         live[NGX_HTTP_STREAMING_WORKERS];
+    ngx_uint_t                        i, n, dead;
     ngx_http_streaming_zone_t       **zones;
     ngx_http_streaming_main_conf_t   *smcf;
 
@@ -1021,9 +1026,26 @@ ngx_http_streaming_sweep(ngx_event_t *ev)
     now = ngx_http_streaming_store_now();
 
     for (i = 0; i < smcf->zones.nelts; i++) {
+        ngx_memzero(live, sizeof(live));
+
         ngx_http_streaming_store_lock(zones[i]);
         (void) ngx_http_streaming_store_expire_locked(zones[i], now);
+        dead = ngx_http_streaming_store_reap_locked(zones[i], live);
         ngx_http_streaming_store_unlock(zones[i]);
+
+        if (dead) {
+            ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                          "streaming: %ui worker(s) of zone \"%V\" died, "
+                          "their subscribers and streams were ended",
+                          dead, &zones[i]->name);
+
+            /* every other worker looks at what changed */
+            for (n = 0; n < NGX_HTTP_STREAMING_WORKERS && live[n]; n++) {
+                /* void */
+            }
+
+            ngx_http_streaming_ring(zones[i], live, n);
+        }
     }
 
     ngx_add_timer(ev, smcf->sweep);

@@ -20,6 +20,7 @@ static void ngx_http_streaming_store_drop_head_locked(
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st);
 static void ngx_http_streaming_store_min_locked(
     ngx_http_streaming_stream_t *st, uint64_t *cursor, uint64_t *bytes);
+static ngx_uint_t ngx_http_streaming_store_alive(ngx_pid_t pid);
 static ngx_uint_t ngx_http_streaming_store_unhold_locked(
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st);
 
@@ -789,6 +790,109 @@ ngx_http_streaming_store_expire_locked(ngx_http_streaming_zone_t *zone,
     }
 
     return n;
+}
+
+
+void
+ngx_http_streaming_store_worker_add_locked(ngx_http_streaming_zone_t *zone,
+    ngx_pid_t pid)
+{
+    ngx_uint_t   i;
+    ngx_pid_t   *workers;
+
+    workers = zone->sh->workers;
+
+    for (i = 0; i < NGX_HTTP_STREAMING_WORKERS; i++) {
+        if (workers[i] == 0 || !ngx_http_streaming_store_alive(workers[i])) {
+            workers[i] = pid;
+            return;
+        }
+    }
+}
+
+
+/*
+ * A worker that died (killed, crashed) leaves subscribers that will never
+ * read again, holding history and maybe the producer, and maybe streams it
+ * produced: the subscribers go, the streams end with PRODUCER_LOST.
+ * Returns how many workers died; "live" gets the others, to be rung.
+ */
+ngx_uint_t
+ngx_http_streaming_store_reap_locked(ngx_http_streaming_zone_t *zone,
+    ngx_pid_t *live)
+{
+    ngx_pid_t                     dead;
+    ngx_uint_t                    i, n, nlive;
+    ngx_queue_t                  *q, *next;
+    ngx_rbtree_node_t            *node, *root, *sentinel;
+    ngx_http_streaming_sub_t     *sub;
+    ngx_http_streaming_shctx_t   *sh;
+    ngx_http_streaming_stream_t  *st;
+
+    static ngx_str_t  lost = ngx_string("PRODUCER_LOST");
+    static ngx_str_t  lost_message = ngx_string("the worker producing the "
+                                                "stream died");
+
+    sh = zone->sh;
+    n = 0;
+    nlive = 0;
+
+    for (i = 0; i < NGX_HTTP_STREAMING_WORKERS; i++) {
+        if (sh->workers[i] == 0) {
+            continue;
+        }
+
+        if (ngx_http_streaming_store_alive(sh->workers[i])) {
+            live[nlive++] = sh->workers[i];
+            continue;
+        }
+
+        dead = sh->workers[i];
+        sh->workers[i] = 0;
+        n++;
+
+        root = sh->rbtree.root;
+        sentinel = sh->rbtree.sentinel;
+
+        if (root == sentinel) {
+            continue;
+        }
+
+        for (node = ngx_rbtree_min(root, sentinel);
+             node;
+             node = ngx_rbtree_next(&sh->rbtree, node))
+        {
+            st = (ngx_http_streaming_stream_t *) node;
+
+            for (q = ngx_queue_head(&st->subs);
+                 q != ngx_queue_sentinel(&st->subs);
+                 q = next)
+            {
+                next = ngx_queue_next(q);
+                sub = ngx_queue_data(q, ngx_http_streaming_sub_t, queue);
+
+                if (sub->pid == dead) {
+                    (void) ngx_http_streaming_store_sub_remove_locked(zone,
+                                                                  st, sub);
+                }
+            }
+
+            if (st->producer == dead) {
+                ngx_http_streaming_store_finish_locked(zone, st,
+                                                    NGX_HTTP_STREAMING_ERROR,
+                                                    &lost, &lost_message);
+            }
+        }
+    }
+
+    return n;
+}
+
+
+static ngx_uint_t
+ngx_http_streaming_store_alive(ngx_pid_t pid)
+{
+    return !(kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH);
 }
 
 

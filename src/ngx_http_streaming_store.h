@@ -19,13 +19,14 @@
 
 
 #define NGX_HTTP_STREAMING_ZONE_MAGIC    0x5354524dU    /* "STRM" */
-#define NGX_HTTP_STREAMING_ZONE_LAYOUT   3
+#define NGX_HTTP_STREAMING_ZONE_LAYOUT   4
 
 #define NGX_HTTP_STREAMING_ID_MAX        128
 #define NGX_HTTP_STREAMING_TYPE_MAX      127
 #define NGX_HTTP_STREAMING_CODE_MAX      32
 #define NGX_HTTP_STREAMING_MESSAGE_MAX   160
 #define NGX_HTTP_STREAMING_PIDS          8
+#define NGX_HTTP_STREAMING_WORKERS       64
 
 
 typedef enum {
@@ -150,6 +151,9 @@ typedef struct {
     ngx_uint_t                      streams[NGX_HTTP_STREAMING_NSTATUS];
     ngx_uint_t                      subscribers;
 
+    /* the workers that use the zone, to notice one that died */
+    ngx_pid_t                       workers[NGX_HTTP_STREAMING_WORKERS];
+
     ngx_http_streaming_totals_t     totals;
 } ngx_http_streaming_shctx_t;
 
@@ -242,6 +246,10 @@ void ngx_http_streaming_store_checkpoint_locked(
     ngx_http_streaming_stream_t *st, uint64_t now);
 ngx_uint_t ngx_http_streaming_store_expire_locked(
     ngx_http_streaming_zone_t *zone, uint64_t now);
+void ngx_http_streaming_store_worker_add_locked(
+    ngx_http_streaming_zone_t *zone, ngx_pid_t pid);
+ngx_uint_t ngx_http_streaming_store_reap_locked(
+    ngx_http_streaming_zone_t *zone, ngx_pid_t *live);
 
 extern ngx_str_t  ngx_http_streaming_status_names[];
 

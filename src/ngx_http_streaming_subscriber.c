@@ -19,13 +19,17 @@
 #define NGX_HTTP_STREAMING_GONE          410
 #define NGX_HTTP_STREAMING_MAX_SEQUENCE  0x7fffffffffffffffULL
 
-/* when streaming_heartbeat is off: only for the SHUTDOWN at worker exit */
+/* when streaming_heartbeat is off */
 #define NGX_HTTP_STREAMING_NO_HEARTBEAT  (24 * 60 * 60 * 1000)
+
+/* how soon subscribers learn that their worker is exiting */
+#define NGX_HTTP_STREAMING_EXIT_WATCH    200
 
 
 typedef struct {
     ngx_http_streaming_request_t      req;      /* the first member */
     ngx_http_streaming_waiter_t       waiter;
+    ngx_queue_t                       local;    /* this worker's */
 
     ngx_http_request_t               *request;
     ngx_http_streaming_zone_t        *zone;
@@ -73,6 +77,17 @@ static ngx_int_t ngx_http_streaming_subscriber_expired(ngx_http_request_t *r,
     uint64_t first);
 static ngx_int_t ngx_http_streaming_sequence(ngx_str_t *s, uint64_t *n);
 static void ngx_http_streaming_doorbell(ngx_event_t *ev);
+static void ngx_http_streaming_exit_watch_handler(ngx_event_t *ev);
+
+
+/*
+ * This worker's subscribers, and a timer that runs while there are some:
+ * a worker that exits gracefully fires no cancelable timer, it just goes
+ * once only those remain, so this one is not cancelable and ends them with
+ * SHUTDOWN first.
+ */
+static ngx_queue_t  ngx_http_streaming_local;
+static ngx_event_t  ngx_http_streaming_exit_watch;
 
 
 static ngx_str_t  ngx_http_streaming_stream_id = ngx_string("Stream-Id");
@@ -429,6 +444,13 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
 
     ngx_http_streaming_waiter_add(zone, &ctx->waiter);
 
+    ngx_queue_insert_tail(&ngx_http_streaming_local, &ctx->local);
+
+    if (!ngx_http_streaming_exit_watch.timer_set) {
+        ngx_add_timer(&ngx_http_streaming_exit_watch,
+                      NGX_HTTP_STREAMING_EXIT_WATCH);
+    }
+
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_streaming_subscriber_write_handler;
 
@@ -528,6 +550,15 @@ ngx_int_t
 ngx_http_streaming_subscriber_init_process(ngx_cycle_t *cycle,
     ngx_http_streaming_zone_t *zone)
 {
+    if (ngx_http_streaming_exit_watch.handler == NULL) {
+        ngx_queue_init(&ngx_http_streaming_local);
+
+        ngx_http_streaming_exit_watch.handler =
+                                       ngx_http_streaming_exit_watch_handler;
+        ngx_http_streaming_exit_watch.log = cycle->log;
+        ngx_http_streaming_exit_watch.data = cycle;
+    }
+
     zone->doorbell = ngx_http_streaming_notify_open(cycle, zone->sh->nonce,
                                                     sizeof(zone->sh->nonce),
                                                     ngx_http_streaming_doorbell,
@@ -543,6 +574,47 @@ ngx_http_streaming_subscriber_exit_process(ngx_http_streaming_zone_t *zone)
     if (zone->doorbell) {
         ngx_http_streaming_notify_close(zone->doorbell);
         zone->doorbell = NULL;
+    }
+}
+
+
+static void
+ngx_http_streaming_exit_watch_handler(ngx_event_t *ev)
+{
+    ngx_queue_t                          *q;
+    ngx_connection_t                     *c;
+    ngx_http_streaming_subscriber_ctx_t  *ctx;
+
+    static ngx_str_t  shutdown = ngx_string("SHUTDOWN");
+    static ngx_str_t  shutdown_message = ngx_string("worker exiting, "
+                                                    "reconnect to resume");
+
+    if (!ngx_exiting && !ngx_terminate) {
+        if (!ngx_queue_empty(&ngx_http_streaming_local)) {
+            ngx_add_timer(ev, NGX_HTTP_STREAMING_EXIT_WATCH);
+        }
+
+        return;
+    }
+
+    /* the clients reconnect to another worker and resume */
+
+    while (!ngx_queue_empty(&ngx_http_streaming_local)) {
+        q = ngx_queue_head(&ngx_http_streaming_local);
+        ngx_queue_remove(q);
+
+        ctx = ngx_queue_data(q, ngx_http_streaming_subscriber_ctx_t, local);
+        ctx->local.next = NULL;
+
+        if (ctx->done) {
+            continue;
+        }
+
+        c = ctx->request->connection;
+
+        ngx_http_streaming_subscriber_end(ctx, NGX_HTTP_STREAMING_ERROR,
+                                          &shutdown, &shutdown_message);
+        ngx_http_run_posted_requests(c);
     }
 }
 
@@ -576,6 +648,11 @@ ngx_http_streaming_subscriber_cleanup(void *data)
 
     ngx_http_streaming_waiter_remove(&ctx->waiter);
     ngx_http_streaming_out_free(&ctx->out);
+
+    if (ctx->local.next) {
+        ngx_queue_remove(&ctx->local);
+        ctx->local.next = NULL;
+    }
 
     if (ctx->zone == NULL || ctx->sub == NULL) {
         return;

@@ -14,9 +14,9 @@ for what in "${@:-test}"; do
                        libssl-dev libjansson-dev" ;;
     src)   want="$want gcc make dpkg-dev libpcre2-dev zlib1g-dev libssl-dev libjansson-dev" ;;
     test)  want="$want gcc make nginx nginx-dev libpcre2-dev zlib1g-dev
-                       libssl-dev libjansson-dev perl curl nghttp2-client openssl" ;;
+                       libssl-dev libjansson-dev perl curl nghttp2-client openssl chromium" ;;
     asan)  want="$want gcc make dpkg-dev libpcre2-dev zlib1g-dev libssl-dev libjansson-dev
-                       perl curl nghttp2-client openssl" ;;
+                       perl curl nghttp2-client openssl chromium" ;;
     fuzz)  want="$want clang libclang-rt-14-dev libssl-dev libjansson-dev" ;;
     demo)  want="$want gcc make nginx nginx-dev libpcre2-dev zlib1g-dev
                        libssl-dev libjansson-dev curl" ;;
