@@ -327,6 +327,7 @@ typedef struct {
     int       status;
     int       fault;
     int       crlf, coalesce, chunked, named, ids, multiline, text;
+    int       stamp;            /* chat tokens carry their send time */
     int       mid_set;
     char      mid[MID_MAX + 1];
 } knobs_t;
@@ -1082,11 +1083,12 @@ eol(const knobs_t *k)
     return k->crlf ? "\r\n" : "\n";
 }
 
-/* number of 'x' characters inserted into chat token i */
+/* number of 'x' characters inserted into chat token i; `extra` counts the
+ * "@<usec>" stamp, if any */
 static uint64_t
-tok_pad(const knobs_t *k, const gen_t *g, uint64_t i)
+tok_pad(const knobs_t *k, const gen_t *g, uint64_t i, uint64_t extra)
 {
-    uint64_t natural = g->tok_base + ndigits(i);
+    uint64_t natural = g->tok_base + ndigits(i) + extra;
 
     return k->size > natural ? k->size - natural : 0;
 }
@@ -1116,10 +1118,20 @@ chat_event(const knobs_t *k, const gen_t *g, buf_t *b, const char *choices)
 static void
 gen_chat_token(const knobs_t *k, const gen_t *g, buf_t *b, uint64_t i)
 {
+    uint64_t extra = 0, us;
+
     buf_add(b, g->prefix, g->prefix_len);
     buf_adds(b, CHAT_TOK_A);
     buf_printf(b, "%" PRIu64, i);
-    buf_fill(b, 'x', (size_t) tok_pad(k, g, i));
+    if (k->stamp) {
+        /* stamp=1: the token is generated right before it is written (a
+         * paced or blocked stream generates nothing early), so read the
+         * clock now rather than using the loop's cached g_now */
+        us = mono_us();
+        buf_printf(b, "@%" PRIu64, us);
+        extra = 1 + ndigits(us);
+    }
+    buf_fill(b, 'x', (size_t) tok_pad(k, g, i, extra));
     buf_adds(b, CHAT_TOK_B);
     buf_adds(b, eol(k));
     buf_adds(b, eol(k));
@@ -1900,6 +1912,8 @@ set_knob(knobs_t *k, const char *name, const char *v, char *err, size_t errsz)
         if (parse_uint(v, MAX_TOTAL, &k->total)) BAD();
     } else if (!strcmp(name, "text")) {
         if (parse_bool(v, &k->text)) BAD();
+    } else if (!strcmp(name, "stamp")) {
+        if (parse_bool(v, &k->stamp)) BAD();
     } else {
         snprintf(err, errsz, "unknown knob: '%.64s'", name);
         return -1;
@@ -2318,7 +2332,7 @@ build_chat_body(const knobs_t *k, gen_t *g, buf_t *b)
                "\"content\":\"", g->chat_id, g->created, g->model);
     for (i = 0; i < k->tokens; i++) {
         buf_printf(b, "tok%" PRIu64, i);
-        buf_fill(b, 'x', (size_t) tok_pad(k, g, i));
+        buf_fill(b, 'x', (size_t) tok_pad(k, g, i, 0));
         buf_adds(b, " ");
     }
     buf_printf(b, "\"},\"finish_reason\":\"stop\"}],\"usage\":{"
@@ -2387,6 +2401,14 @@ start_generator(conn_t *c, int route)
         {
             start_error(c, 400, "too many events for a Content-Length body",
                         0, NULL);
+            return;
+        }
+        if (k->stamp
+            && (!stream || !k->chunked || k->fault == F_LENGTH
+                || k->fault == F_SHORTLENGTH))
+        {
+            start_error(c, 400, "stamp needs a streaming response without "
+                        "Content-Length", 0, NULL);
             return;
         }
         if (!stream
