@@ -140,6 +140,7 @@ ngx_http_streaming_framer_finish(ngx_http_streaming_framer_t *f)
     f->size = f->pending;
     f->trim = 0;
     f->bom = f->has_bom ? sizeof(ngx_http_streaming_bom) : 0;
+    f->ids = f->has_id;
 
     ngx_http_streaming_framer_reset(f);
 
@@ -292,6 +293,7 @@ done:
     f->size = size;
     f->trim = 0;
     f->bom = f->has_bom ? sizeof(ngx_http_streaming_bom) : 0;
+    f->ids = f->has_id;
 
     ngx_http_streaming_framer_reset(f);
 
@@ -308,6 +310,9 @@ ngx_http_streaming_framer_name(ngx_http_streaming_framer_t *f)
         || (f->name_len == 5 && ngx_memcmp(f->name, "event", 5) == 0))
     {
         f->fields = 1;
+
+    } else if (f->name_len == 2 && f->name[0] == 'i' && f->name[1] == 'd') {
+        f->has_id = 1;
     }
 }
 
@@ -399,6 +404,7 @@ ngx_http_streaming_framer_reset(ngx_http_streaming_framer_t *f)
     f->sol = 1;
     f->in_name = 0;
     f->fields = 0;
+    f->has_id = 0;
     f->cr = 0;
     f->blank_cr = 0;
 }

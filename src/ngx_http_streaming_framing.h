@@ -124,6 +124,7 @@ typedef struct {
     size_t          size;         /* the whole piece */
     size_t          trim;         /* line-end bytes at its end */
     size_t          bom;          /* BOM bytes at its start */
+    ngx_uint_t      ids;          /* sse: it has an "id" line */
 
     /* private */
     size_t          pending;      /* bytes kept by the caller */
@@ -136,6 +137,7 @@ typedef struct {
     unsigned        sol:1;        /* sse: at the start of a line */
     unsigned        in_name:1;    /* sse: in a field name */
     unsigned        fields:1;     /* sse: the block has data or event */
+    unsigned        has_id:1;     /* sse: the block has an id line */
     unsigned        cr:1;         /* the last byte kept is a CR */
     unsigned        blank_cr:1;   /* sse: a blank line's CR ends the
                                      buffer: its LF may follow */

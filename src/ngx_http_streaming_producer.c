@@ -32,6 +32,7 @@ typedef struct {
     ngx_http_streaming_zone_t        *zone;
     ngx_http_streaming_loc_conf_t    *conf;
     u_char                            nonce[16];
+    ngx_http_streaming_stream_t      *st;        /* checked by nonce */
     ngx_http_streaming_sub_t         *sub;       /* its own client's */
 
     ngx_http_streaming_framer_t       framer;
@@ -971,6 +972,11 @@ ngx_http_streaming_producer_piece(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    if (!ctx->framer.ids) {
+        ngx_http_streaming_out_raw(&ctx->out, data, len);
+        return NGX_OK;
+    }
+
     p = ngx_http_streaming_out_alloc(&ctx->out, len);
     if (p == NULL) {
         return NGX_ERROR;
@@ -995,7 +1001,8 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
     size_t                            size;
     uint64_t                          now, sequence;
     ngx_pid_t                         pids[NGX_HTTP_STREAMING_PIDS * 2];
-    ngx_uint_t                        passthrough, checkpoint, ring, npids;
+    ngx_uint_t                        passthrough, checkpoint, ring, npids,
+                                      ids;
     ngx_http_streaming_chunk_t       *chunk;
     ngx_http_streaming_stream_t      *st;
     ngx_http_streaming_sse_event_t    ev;
@@ -1004,7 +1011,11 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
     passthrough = (ctx->conf->format == NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH);
     size = len;
 
-    if (ctx->enc.sse) {
+    /* events with an "id" line lose it; most have none (OpenAI's) */
+
+    ids = (ctx->enc.sse && ctx->framer.ids);
+
+    if (ids) {
         (void) ngx_http_streaming_sse_parse(data, len, &ev);
         size = ev.stripped_len;
     }
@@ -1015,7 +1026,7 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
     npids = 0;
     p = NULL;
 
-    if (passthrough && ctx->enc.sse) {
+    if (passthrough && ids) {
         p = ngx_http_streaming_out_tmp(&ctx->out, size);
         if (p == NULL) {
             return NGX_ERROR;
@@ -1052,7 +1063,7 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ctx->enc.sse) {
+    if (ids) {
         (void) ngx_http_streaming_sse_strip_id(data, len, chunk->data);
 
         if (p) {
@@ -1097,9 +1108,9 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
         ngx_http_streaming_ring(ctx->zone, pids, npids);
     }
 
-    if (p) {
-        ngx_http_streaming_format_chunk(&ctx->out, &ctx->enc, sequence, p,
-                                        size, now);
+    if (passthrough && ctx->enc.sse) {
+        ngx_http_streaming_format_chunk(&ctx->out, &ctx->enc, sequence,
+                                        p ? p : data, size, now);
 
     } else if (!ctx->raw) {
         ngx_http_streaming_format_chunk(&ctx->out, &ctx->enc, sequence, data,
@@ -1823,14 +1834,28 @@ ngx_http_streaming_producer_stream_locked(
 {
     ngx_http_streaming_stream_t  *st;
 
+    /*
+     * the stream found last time, if it is still that one: a removed
+     * stream's nonce is wiped, and a new one's is random
+     */
+
+    st = ctx->st;
+
+    if (st && ngx_memcmp(st->nonce, ctx->nonce, sizeof(ctx->nonce)) == 0) {
+        return st;
+    }
+
     st = ngx_http_streaming_store_find_locked(ctx->zone, ctx->req.id.data,
                                               ctx->req.id.len);
 
     if (st == NULL
         || ngx_memcmp(st->nonce, ctx->nonce, sizeof(ctx->nonce)) != 0)
     {
+        ctx->st = NULL;
         return NULL;
     }
+
+    ctx->st = st;
 
     return st;
 }

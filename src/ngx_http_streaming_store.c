@@ -333,6 +333,9 @@ ngx_http_streaming_store_delete_locked(ngx_http_streaming_zone_t *zone,
 
     sh->streams[st->status]--;
 
+    /* a pointer kept to it by a request no longer matches */
+    ngx_memzero(st->nonce, sizeof(st->nonce));
+
     ngx_slab_free_locked(zone->shpool, st);
 }
 

@@ -1109,6 +1109,14 @@ ngx_http_streaming_subscriber_stream(ngx_http_streaming_subscriber_ctx_t *ctx)
 {
     ngx_http_streaming_stream_t  *st;
 
+    /* as for producers: a removed stream's nonce is wiped */
+
+    st = ctx->st;
+
+    if (st && ngx_memcmp(st->nonce, ctx->nonce, sizeof(ctx->nonce)) == 0) {
+        return st;
+    }
+
     st = ngx_http_streaming_store_find_locked(ctx->zone, ctx->req.id.data,
                                               ctx->req.id.len);
 
