@@ -21,6 +21,8 @@ static void ngx_http_streaming_format_data(ngx_http_streaming_out_t *out,
     ngx_str_t *data, uint32_t *crc);
 static void ngx_http_streaming_format_sse_lines(ngx_http_streaming_out_t *out,
     u_char *data, size_t len);
+static void ngx_http_streaming_format_rpc(ngx_http_streaming_out_t *out,
+    ngx_http_streaming_encoder_t *enc);
 
 
 ngx_str_t  ngx_http_streaming_format_names[] = {
@@ -98,14 +100,7 @@ ngx_http_streaming_format_chunk(ngx_http_streaming_out_t *out,
     }
 
     if (enc->format == NGX_HTTP_STREAMING_FORMAT_JSONRPC) {
-        ngx_http_streaming_out_literal(out, "{\"jsonrpc\":\"2.0\",\"id\":");
-
-        if (enc->rpc_id.len) {
-            ngx_http_streaming_out_raw(out, enc->rpc_id.data,
-                                       enc->rpc_id.len);
-        } else {
-            ngx_http_streaming_out_literal(out, "null");
-        }
+        ngx_http_streaming_format_rpc(out, enc);
 
         ngx_http_streaming_out_printf(out, ",\"result\":{\"_streaming\":true,"
                                       "\"_sequence\":%uL,\"_isLast\":false,"
@@ -159,14 +154,7 @@ ngx_http_streaming_format_final(ngx_http_streaming_out_t *out,
         return;
 
     case NGX_HTTP_STREAMING_FORMAT_JSONRPC:
-        ngx_http_streaming_out_literal(out, "{\"jsonrpc\":\"2.0\",\"id\":");
-
-        if (enc->rpc_id.len) {
-            ngx_http_streaming_out_raw(out, enc->rpc_id.data,
-                                       enc->rpc_id.len);
-        } else {
-            ngx_http_streaming_out_literal(out, "null");
-        }
+        ngx_http_streaming_format_rpc(out, enc);
 
         ngx_http_streaming_out_printf(out, ",\"result\":{\"_streaming\":true,"
                                       "\"_sequence\":%uL,\"_isLast\":true,"
@@ -256,14 +244,7 @@ ngx_http_streaming_format_status(ngx_http_streaming_out_t *out,
             return;
         }
 
-        ngx_http_streaming_out_literal(out, "{\"jsonrpc\":\"2.0\",\"id\":");
-
-        if (enc->rpc_id.len) {
-            ngx_http_streaming_out_raw(out, enc->rpc_id.data,
-                                       enc->rpc_id.len);
-        } else {
-            ngx_http_streaming_out_literal(out, "null");
-        }
+        ngx_http_streaming_format_rpc(out, enc);
 
         ngx_http_streaming_out_literal(out, ",\"error\":{\"code\":-32000,"
                                        "\"message\":");
@@ -283,7 +264,8 @@ ngx_http_streaming_format_status(ngx_http_streaming_out_t *out,
     ngx_http_streaming_out_literal(out, ",\"status\":");
     ngx_http_streaming_out_json_str(out, &msg->status);
 
-    ngx_http_streaming_out_printf(out, ",\"progress\":{\"bytesTransferred\":%uL",
+    ngx_http_streaming_out_printf(out,
+                                  ",\"progress\":{\"bytesTransferred\":%uL",
                                   msg->bytes);
 
     if (msg->total_size >= 0) {
@@ -377,8 +359,8 @@ ngx_http_streaming_format_close(ngx_http_streaming_out_t *out,
     ngx_gmtime((time_t) (now / 1000), &tm);
 
     ngx_http_streaming_out_printf(out,
-                         "},\"timestamp\":\"%4d-%02d-%02dT%02d:%02d:%02d.%03dZ\","
-                         "\"source\":\"nginx\"}",
+                  "},\"timestamp\":\"%4d-%02d-%02dT%02d:%02d:%02d.%03dZ\","
+                  "\"source\":\"nginx\"}",
                          tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
                          tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
                          (int) (now % 1000));
@@ -473,4 +455,20 @@ ngx_http_streaming_format_sse_lines(ngx_http_streaming_out_t *out,
     } while (p <= last && eol < last);
 
     ngx_http_streaming_out_literal(out, "\n");
+}
+
+
+/* {"jsonrpc":"2.0","id":<the request's id> */
+static void
+ngx_http_streaming_format_rpc(ngx_http_streaming_out_t *out,
+    ngx_http_streaming_encoder_t *enc)
+{
+    ngx_http_streaming_out_literal(out, "{\"jsonrpc\":\"2.0\",\"id\":");
+
+    if (enc->rpc_id.len) {
+        ngx_http_streaming_out_raw(out, enc->rpc_id.data, enc->rpc_id.len);
+
+    } else {
+        ngx_http_streaming_out_literal(out, "null");
+    }
 }

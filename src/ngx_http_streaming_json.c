@@ -35,6 +35,31 @@ ngx_http_streaming_out_reset(ngx_http_streaming_out_t *out)
 }
 
 
+/*
+ * After "sent" went to the next filter: sent buffers go back to the free
+ * list, and out->size becomes what is still unsent, for the caller's limit.
+ */
+void
+ngx_http_streaming_out_update(ngx_http_streaming_out_t *out,
+    ngx_chain_t **busy, ngx_chain_t **sent)
+{
+    off_t         size;
+    ngx_chain_t  *cl;
+
+    ngx_chain_update_chains(out->pool, &out->free, busy, sent, out->tag);
+
+    ngx_http_streaming_out_reset(out);
+
+    size = 0;
+
+    for (cl = *busy; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    out->size = size;
+}
+
+
 void
 ngx_http_streaming_out_free(ngx_http_streaming_out_t *out)
 {

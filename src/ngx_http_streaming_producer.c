@@ -91,10 +91,6 @@ static void ngx_http_streaming_producer_finish(ngx_http_request_t *r,
     char *code, char *message);
 static ngx_int_t ngx_http_streaming_producer_send(ngx_http_request_t *r,
     ngx_http_streaming_producer_ctx_t *ctx);
-static void ngx_http_streaming_producer_sent(ngx_http_request_t *r,
-    ngx_http_streaming_producer_ctx_t *ctx);
-static void ngx_http_streaming_producer_status_msg(
-    ngx_http_streaming_stream_t *st, ngx_http_streaming_status_msg_t *msg);
 static void ngx_http_streaming_producer_finalize(ngx_http_request_t *r,
     ngx_int_t rc);
 static void ngx_http_streaming_producer_heartbeat(ngx_event_t *ev);
@@ -681,7 +677,7 @@ ngx_http_streaming_producer_body_filter(ngx_http_request_t *r,
 {
     ngx_int_t                           rc;
     ngx_buf_t                          *b;
-    ngx_chain_t                        *cl;
+    ngx_chain_t                        *cl, *none;
     ngx_http_streaming_stream_t        *st;
     ngx_http_streaming_init_msg_t       init;
     ngx_http_streaming_producer_ctx_t  *ctx;
@@ -758,7 +754,10 @@ ngx_http_streaming_producer_body_filter(ngx_http_request_t *r,
     }
 
     /* what the client took since the last call makes room again */
-    ngx_http_streaming_producer_sent(r, ctx);
+    if (ctx->out.first == NULL) {
+        none = NULL;
+        ngx_http_streaming_out_update(&ctx->out, &ctx->busy, &none);
+    }
 
     for ( ;; ) {
 
@@ -830,7 +829,8 @@ ngx_http_streaming_producer_body_filter(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ctx->done && !ctx->last && ctx->req.status != NGX_HTTP_STREAMING_COMPLETED)
+    if (ctx->done && !ctx->last
+        && ctx->req.status != NGX_HTTP_STREAMING_COMPLETED)
     {
         /* ended by a command, a timeout or an error: stop the upstream */
         return NGX_ERROR;
@@ -1002,7 +1002,7 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
     uint64_t                          now, sequence;
     ngx_pid_t                         pids[NGX_HTTP_STREAMING_PIDS * 2];
     ngx_uint_t                        passthrough, checkpoint, ring, npids,
-                                      ids;
+                                      ids, evict;
     ngx_http_streaming_chunk_t       *chunk;
     ngx_http_streaming_stream_t      *st;
     ngx_http_streaming_sse_event_t    ev;
@@ -1076,8 +1076,9 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
 
     sequence = chunk->sequence;
 
-    ngx_http_streaming_store_chunk_commit_locked(ctx->zone, st, chunk,
-                        ctx->conf->overflow == NGX_HTTP_STREAMING_OVERFLOW_EVICT);
+    evict = (ctx->conf->overflow == NGX_HTTP_STREAMING_OVERFLOW_EVICT);
+
+    ngx_http_streaming_store_chunk_commit_locked(ctx->zone, st, chunk, evict);
 
     if (ctx->sub && !ctx->detached) {
         /* its own client gets every chunk at once */
@@ -1098,7 +1099,7 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
         && now - st->checkpoint_time >= ctx->conf->checkpoint)
     {
         ngx_http_streaming_store_checkpoint_locked(st, now);
-        ngx_http_streaming_producer_status_msg(st, &msg);
+        ngx_http_streaming_status_msg(st, &msg);
         checkpoint = 1;
     }
 
@@ -1219,7 +1220,7 @@ ngx_http_streaming_producer_finish(ngx_http_request_t *r,
 
         /* the stream may have ended before, another way: report that */
         status = st->status;
-        ngx_http_streaming_producer_status_msg(st, &msg);
+        ngx_http_streaming_status_msg(st, &msg);
 
         if (st->subscribers > (ngx_uint_t) (ctx->sub != NULL)) {
             npids = ngx_http_streaming_store_pids_locked(st, pids);
@@ -1326,63 +1327,9 @@ ngx_http_streaming_producer_send(ngx_http_request_t *r,
 
     rc = ngx_http_next_body_filter(r, out);
 
-    ngx_chain_update_chains(r->pool, &ctx->out.free, &ctx->busy, &out,
-                            ctx->out.tag);
-
-    ngx_http_streaming_out_reset(&ctx->out);
-    ngx_http_streaming_producer_sent(r, ctx);
+    ngx_http_streaming_out_update(&ctx->out, &ctx->busy, &out);
 
     return rc;
-}
-
-
-/*
- * Sent buffers go back to the free list; what is still unsent counts
- * against streaming_send_buffer (ctx->out.size).
- */
-static void
-ngx_http_streaming_producer_sent(ngx_http_request_t *r,
-    ngx_http_streaming_producer_ctx_t *ctx)
-{
-    off_t         size;
-    ngx_chain_t  *cl, *none;
-
-    if (ctx->out.first) {
-        return;
-    }
-
-    none = NULL;
-
-    ngx_chain_update_chains(r->pool, &ctx->out.free, &ctx->busy, &none,
-                            ctx->out.tag);
-
-    size = 0;
-
-    for (cl = ctx->busy; cl; cl = cl->next) {
-        size += ngx_buf_size(cl->buf);
-    }
-
-    ctx->out.size = size;
-}
-
-
-static void
-ngx_http_streaming_producer_status_msg(ngx_http_streaming_stream_t *st,
-    ngx_http_streaming_status_msg_t *msg)
-{
-    msg->status = ngx_http_streaming_status_names[st->status];
-    msg->bytes = st->bytes;
-    msg->total_size = st->total_size;
-    msg->remaining_ms = -1;
-    msg->checkpoint = 1;
-    msg->checkpoint_sequence = st->checkpoint_sequence;
-    msg->checkpoint_bytes = st->checkpoint_bytes;
-    msg->checkpoint_time = st->checkpoint_time;
-
-    msg->code.len = st->code_len;
-    msg->code.data = st->code;
-    msg->message.len = st->message_len;
-    msg->message.data = st->message;
 }
 
 
@@ -1464,7 +1411,7 @@ ngx_http_streaming_producer_heartbeat(ngx_event_t *ev)
 
         st = ngx_http_streaming_producer_stream_locked(ctx);
         if (st) {
-            ngx_http_streaming_producer_status_msg(st, &msg);
+            ngx_http_streaming_status_msg(st, &msg);
             msg.checkpoint = 0;
             msg.code.len = 0;
         }
@@ -1644,9 +1591,7 @@ ngx_http_streaming_producer_leave(ngx_http_request_t *r,
         cl->buf->pos = cl->buf->last;
     }
 
-    ngx_chain_update_chains(r->pool, &ctx->out.free, &ctx->busy, &none,
-                            ctx->out.tag);
-    ngx_http_streaming_out_reset(&ctx->out);
+    ngx_http_streaming_out_update(&ctx->out, &ctx->busy, &none);
 
     c->buffered = 0;
     r->buffered = 0;

@@ -145,7 +145,8 @@ typedef struct {
 
     ngx_rbtree_t                    rbtree;
     ngx_rbtree_node_t               sentinel;
-    ngx_queue_t                     live;       /* least recently updated first */
+    ngx_queue_t                     live;       /* least recently updated
+                                                   first */
     ngx_queue_t                     finished;   /* oldest first */
 
     ngx_uint_t                      streams[NGX_HTTP_STREAMING_NSTATUS];

@@ -71,8 +71,6 @@ static void ngx_http_streaming_subscriber_wake(
 static void ngx_http_streaming_subscriber_heartbeat(ngx_event_t *ev);
 static ngx_http_streaming_stream_t *ngx_http_streaming_subscriber_stream(
     ngx_http_streaming_subscriber_ctx_t *ctx);
-static void ngx_http_streaming_subscriber_status_msg(
-    ngx_http_streaming_stream_t *st, ngx_http_streaming_status_msg_t *msg);
 static ngx_int_t ngx_http_streaming_subscriber_expired(ngx_http_request_t *r,
     uint64_t first);
 static ngx_int_t ngx_http_streaming_sequence(ngx_str_t *s, uint64_t *n);
@@ -812,7 +810,7 @@ ngx_http_streaming_subscriber_deliver_some(
     }
 
     if (end || report) {
-        ngx_http_streaming_subscriber_status_msg(st, &msg);
+        ngx_http_streaming_status_msg(st, &msg);
         ctx->seen = st->status;
 
         if (msg.code.len) {
@@ -941,10 +939,7 @@ ngx_http_streaming_subscriber_send(ngx_http_streaming_subscriber_ctx_t *ctx,
 
     rc = ngx_http_output_filter(r, out);
 
-    ngx_chain_update_chains(r->pool, &ctx->out.free, &ctx->busy, &out,
-                            ctx->out.tag);
-    ngx_http_streaming_out_reset(&ctx->out);
-    ngx_http_streaming_subscriber_sent(ctx);
+    ngx_http_streaming_out_update(&ctx->out, &ctx->busy, &out);
 
     if (last || rc == NGX_ERROR) {
         if (ctx->heartbeat.timer_set) {
@@ -978,28 +973,16 @@ ngx_http_streaming_subscriber_send(ngx_http_streaming_subscriber_ctx_t *ctx,
 }
 
 
+/* what the client took since the last call makes room again */
 static void
 ngx_http_streaming_subscriber_sent(ngx_http_streaming_subscriber_ctx_t *ctx)
 {
-    off_t         size;
-    ngx_chain_t  *cl, *none;
+    ngx_chain_t  *none;
 
-    if (ctx->out.first) {
-        return;
+    if (ctx->out.first == NULL) {
+        none = NULL;
+        ngx_http_streaming_out_update(&ctx->out, &ctx->busy, &none);
     }
-
-    none = NULL;
-
-    ngx_chain_update_chains(ctx->request->pool, &ctx->out.free, &ctx->busy,
-                            &none, ctx->out.tag);
-
-    size = 0;
-
-    for (cl = ctx->busy; cl; cl = cl->next) {
-        size += ngx_buf_size(cl->buf);
-    }
-
-    ctx->out.size = size;
 }
 
 
@@ -1132,8 +1115,9 @@ ngx_http_streaming_subscriber_stream(ngx_http_streaming_subscriber_ctx_t *ctx)
 }
 
 
-static void
-ngx_http_streaming_subscriber_status_msg(ngx_http_streaming_stream_t *st,
+/* a stream's state as a stream-status message (pointing into the zone) */
+void
+ngx_http_streaming_status_msg(ngx_http_streaming_stream_t *st,
     ngx_http_streaming_status_msg_t *msg)
 {
     msg->status = ngx_http_streaming_status_names[st->status];
@@ -1168,8 +1152,8 @@ ngx_http_streaming_subscriber_expired(ngx_http_request_t *r, uint64_t first)
     ngx_sprintf(p, "resume point no longer retained, the earliest retained "
                 "sequence is %uL%Z", first);
 
-    return ngx_http_streaming_send_error(r, NGX_HTTP_STREAMING_GONE, "CHUNKS_EXPIRED",
-                                         (char *) p);
+    return ngx_http_streaming_send_error(r, NGX_HTTP_STREAMING_GONE,
+                                         "CHUNKS_EXPIRED", (char *) p);
 }
 
 
