@@ -7,6 +7,7 @@
 #   make test-1.26  the test suite on nginx 1.26 built from source
 #   make debug      nginx $(NGINX_VERSION) from source, with the module, -O0
 #   make fuzz       the libFuzzer targets, FUZZ_TIME seconds each
+#   make valgrind   a representative part of the suite under valgrind
 #   make bench-tools  the benchmark load client (build/sse-load)
 #   make bench-producer  plain proxy_pass vs streaming location benchmark
 #                   (writes build/bench/producer-results.md)
@@ -25,8 +26,13 @@ MOCK_CFLAGS    = -O2 -g -Wall -Wextra -Werror
 
 SRCS = config $(wildcard src/*.c src/*.h)
 
-.PHONY: all module mock node-deps test asan test-1.26 debug demo fuzz clean \
-        bench-tools bench-producer
+.PHONY: all module mock node-deps test asan test-1.26 valgrind debug demo \
+        fuzz clean bench-tools bench-producer
+
+# the valgrind run: status, formats, errors, subscribers, resume, bad input
+VALGRIND_TESTS = t/011-status.t t/101-producer-formats.t \
+                 t/102-producer-errors.t t/200-subscribe.t \
+                 t/201-transparent-resume.t t/400-bad-input.t
 
 all: module
 
@@ -75,6 +81,10 @@ test-1.26: mock node-deps
 	TEST_NGINX_BINARY=$(CURDIR)/build/nginx-1.26-release/nginx \
 	TEST_NGINX_MODULE=$(CURDIR)/build/nginx-1.26-release/ngx_http_streaming_module.so \
 	$(PROVE) $(PROVE_FLAGS) $(TEST)
+
+valgrind: module mock
+	util/install-deps.sh test valgrind
+	TEST_NGINX_VALGRIND=1 $(PROVE) $(VALGRIND_TESTS)
 
 debug:
 	util/build-nginx.sh $(NGINX_VERSION) debug

@@ -17,6 +17,7 @@ for what in "${@:-test}"; do
                        libssl-dev libjansson-dev perl curl nghttp2-client openssl chromium" ;;
     asan)  want="$want gcc make dpkg-dev libpcre2-dev zlib1g-dev libssl-dev libjansson-dev
                        perl curl nghttp2-client openssl chromium" ;;
+    valgrind) want="$want valgrind" ;;
     fuzz)  want="$want clang libclang-rt-14-dev libssl-dev libjansson-dev" ;;
     demo)  want="$want gcc make nginx nginx-dev libpcre2-dev zlib1g-dev
                        libssl-dev libjansson-dev curl" ;;

@@ -508,6 +508,16 @@ sub _valgrind_suppressions {
    fun:ngx_event_process_init
    fun:ngx_worker_process_init
 }
+{
+   nginx-core-regex-compile-context
+   Memcheck:Leak
+   match-leak-kinds: definite
+   fun:malloc
+   fun:ngx_alloc
+   ...
+   fun:pcre2_compile_context_create_8
+   fun:ngx_regex_compile
+}
 EOF
     # A stripped binary shows those static functions only as frames of the
     # nginx object, so match by object there (a module compiled into a
