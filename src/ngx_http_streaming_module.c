@@ -817,7 +817,7 @@ ngx_http_streaming_conf_id(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     cv = *(ngx_http_complex_value_t **) ((char *) conf + cmd->offset);
 
     if (cv->lengths == NULL
-        && !ngx_http_streaming_store_id_valid(cv->value.data, cv->value.len))
+        && !ngx_http_streaming_id_valid(cv->value.data, cv->value.len))
     {
         return ngx_http_streaming_conf_invalid(cf, cmd);
     }

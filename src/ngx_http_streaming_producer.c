@@ -424,7 +424,7 @@ ngx_http_streaming_producer_id(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        return ngx_http_streaming_store_id_valid(id->data, id->len)
+        return ngx_http_streaming_id_valid(id->data, id->len)
                ? NGX_OK : NGX_DECLINED;
     }
 

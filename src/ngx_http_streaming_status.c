@@ -414,7 +414,7 @@ ngx_http_streaming_status_one(ngx_http_request_t *r, ngx_str_t *id)
 
     static ngx_str_t  type = ngx_string("application/json");
 
-    if (!ngx_http_streaming_store_id_valid(id->data, id->len)) {
+    if (!ngx_http_streaming_id_valid(id->data, id->len)) {
         return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
                                              "INVALID_ID",
                                              "stream id must be 1-128 "

@@ -166,30 +166,6 @@ ngx_http_streaming_store_now(void)
 }
 
 
-ngx_int_t
-ngx_http_streaming_store_id_valid(u_char *id, size_t len)
-{
-    u_char  *p, *last;
-
-    if (len == 0 || len > NGX_HTTP_STREAMING_ID_MAX) {
-        return 0;
-    }
-
-    for (p = id, last = id + len; p < last; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-            || (*p >= '0' && *p <= '9')
-            || *p == '.' || *p == '_' || *p == '~' || *p == '-')
-        {
-            continue;
-        }
-
-        return 0;
-    }
-
-    return 1;
-}
-
-
 ngx_http_streaming_stream_t *
 ngx_http_streaming_store_find_locked(ngx_http_streaming_zone_t *zone,
     u_char *id, size_t len)

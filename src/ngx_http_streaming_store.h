@@ -11,6 +11,8 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include "ngx_http_streaming_ids.h"
+
 
 /*
  * The store: streams kept in a shared memory zone.  It knows no request,
@@ -21,7 +23,6 @@
 #define NGX_HTTP_STREAMING_ZONE_MAGIC    0x5354524dU    /* "STRM" */
 #define NGX_HTTP_STREAMING_ZONE_LAYOUT   4
 
-#define NGX_HTTP_STREAMING_ID_MAX        128
 #define NGX_HTTP_STREAMING_TYPE_MAX      127
 #define NGX_HTTP_STREAMING_CODE_MAX      32
 #define NGX_HTTP_STREAMING_MESSAGE_MAX   160
@@ -200,7 +201,6 @@ void ngx_http_streaming_store_stats(ngx_http_streaming_zone_t *zone,
     ngx_http_streaming_zone_stats_t *st);
 
 uint64_t ngx_http_streaming_store_now(void);
-ngx_int_t ngx_http_streaming_store_id_valid(u_char *id, size_t len);
 
 #define ngx_http_streaming_store_lock(zone)                                  \
     ngx_shmtx_lock(&(zone)->shpool->mutex)

@@ -12,12 +12,12 @@
 #include "ngx_http_streaming_framing.h"
 #include "ngx_http_streaming_format.h"
 #include "ngx_http_streaming_http.h"
+#include "ngx_http_streaming_ids.h"
 #include "ngx_http_streaming_notify.h"
 #include "ngx_http_streaming_subscriber.h"
 
 
 #define NGX_HTTP_STREAMING_GONE          410
-#define NGX_HTTP_STREAMING_MAX_SEQUENCE  0x7fffffffffffffffULL
 
 /* when streaming_heartbeat is off */
 #define NGX_HTTP_STREAMING_NO_HEARTBEAT  (24 * 60 * 60 * 1000)
@@ -73,7 +73,6 @@ static ngx_http_streaming_stream_t *ngx_http_streaming_subscriber_stream(
     ngx_http_streaming_subscriber_ctx_t *ctx);
 static ngx_int_t ngx_http_streaming_subscriber_expired(ngx_http_request_t *r,
     uint64_t first);
-static ngx_int_t ngx_http_streaming_sequence(ngx_str_t *s, uint64_t *n);
 static void ngx_http_streaming_doorbell(ngx_event_t *ev);
 static void ngx_http_streaming_exit_watch_handler(ngx_event_t *ev);
 
@@ -199,7 +198,7 @@ ngx_http_streaming_subscriber_handler(ngx_http_request_t *r)
         }
     }
 
-    if (!ngx_http_streaming_store_id_valid(sn.id.data, sn.id.len)) {
+    if (!ngx_http_streaming_id_valid(sn.id.data, sn.id.len)) {
         return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
                                              "INVALID_ID",
                                              "stream id must be 1-128 "
@@ -460,37 +459,6 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     ngx_http_streaming_subscriber_deliver(ctx);
 
     return NGX_DONE;
-}
-
-
-/* "<streamId>:<sequence>" or "<streamId>:<sequence>:<token>" */
-ngx_int_t
-ngx_http_streaming_last_event_id(ngx_str_t *value, ngx_str_t *id,
-    uint64_t *sequence)
-{
-    u_char     *p, *last, *colon;
-    ngx_str_t   seq;
-
-    p = value->data;
-    last = p + value->len;
-
-    colon = ngx_strlchr(p, last, ':');
-    if (colon == NULL) {
-        return NGX_DECLINED;
-    }
-
-    id->data = p;
-    id->len = colon - p;
-
-    if (!ngx_http_streaming_store_id_valid(id->data, id->len)) {
-        return NGX_DECLINED;
-    }
-
-    seq.data = colon + 1;
-    p = ngx_strlchr(seq.data, last, ':');
-    seq.len = (p ? p : last) - seq.data;
-
-    return ngx_http_streaming_sequence(&seq, sequence);
 }
 
 
@@ -1154,35 +1122,4 @@ ngx_http_streaming_subscriber_expired(ngx_http_request_t *r, uint64_t first)
 
     return ngx_http_streaming_send_error(r, NGX_HTTP_STREAMING_GONE,
                                          "CHUNKS_EXPIRED", (char *) p);
-}
-
-
-/* a sequence number: decimal digits, no sign, no overflow */
-static ngx_int_t
-ngx_http_streaming_sequence(ngx_str_t *s, uint64_t *n)
-{
-    u_char    *p;
-    uint64_t   v;
-
-    if (s->len == 0 || s->len > NGX_INT64_LEN) {
-        return NGX_DECLINED;
-    }
-
-    v = 0;
-
-    for (p = s->data; p < s->data + s->len; p++) {
-        if (*p < '0' || *p > '9') {
-            return NGX_DECLINED;
-        }
-
-        if (v > (NGX_HTTP_STREAMING_MAX_SEQUENCE - (*p - '0')) / 10) {
-            return NGX_DECLINED;
-        }
-
-        v = v * 10 + (*p - '0');
-    }
-
-    *n = v;
-
-    return NGX_OK;
 }

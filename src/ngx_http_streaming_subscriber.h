@@ -54,8 +54,6 @@ ngx_int_t ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_subscription_t *sn);
 void ngx_http_streaming_status_msg(ngx_http_streaming_stream_t *st,
     ngx_http_streaming_status_msg_t *msg);
-ngx_int_t ngx_http_streaming_last_event_id(ngx_str_t *value, ngx_str_t *id,
-    uint64_t *sequence);
 
 void ngx_http_streaming_waiter_add(ngx_http_streaming_zone_t *zone,
     ngx_http_streaming_waiter_t *w);

@@ -31,6 +31,7 @@ cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 sources() {
     case "$1" in
     framing) echo "$top/src/ngx_http_streaming_framing.c" ;;
+    ids)     echo "$top/src/ngx_http_streaming_ids.c" ;;
     *) echo "unknown fuzz target $1" >&2; exit 2 ;;
     esac
 }
