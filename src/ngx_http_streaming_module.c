@@ -65,6 +65,8 @@ static ngx_int_t ngx_http_streaming_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_streaming_init_process(ngx_cycle_t *cycle);
 static void ngx_http_streaming_exit_process(ngx_cycle_t *cycle);
 static void ngx_http_streaming_sweep(ngx_event_t *ev);
+static void ngx_http_streaming_reap(ngx_http_streaming_zone_t *zone,
+    ngx_log_t *log);
 
 
 /*
@@ -969,6 +971,12 @@ ngx_http_streaming_init_process(ngx_cycle_t *cycle)
             return NGX_ERROR;
         }
 
+        /*
+         * a worker respawned after a crash starts here: the one it replaces
+         * is cleaned up first
+         */
+        ngx_http_streaming_reap(zones[i], cycle->log);
+
         ngx_http_streaming_store_lock(zones[i]);
         ngx_http_streaming_store_worker_add_locked(zones[i], ngx_pid);
         ngx_http_streaming_store_unlock(zones[i]);
@@ -1012,8 +1020,7 @@ static void
 ngx_http_streaming_sweep(ngx_event_t *ev)
 {
     uint64_t                          now;
-    ngx_pid_t                         live[NGX_HTTP_STREAMING_WORKERS];
-    ngx_uint_t                        i, n, dead;
+    ngx_uint_t                        i;
     ngx_http_streaming_zone_t       **zones;
     ngx_http_streaming_main_conf_t   *smcf;
 
@@ -1026,26 +1033,11 @@ ngx_http_streaming_sweep(ngx_event_t *ev)
     now = ngx_http_streaming_store_now();
 
     for (i = 0; i < smcf->zones.nelts; i++) {
-        ngx_memzero(live, sizeof(live));
-
         ngx_http_streaming_store_lock(zones[i]);
         (void) ngx_http_streaming_store_expire_locked(zones[i], now);
-        dead = ngx_http_streaming_store_reap_locked(zones[i], live);
         ngx_http_streaming_store_unlock(zones[i]);
 
-        if (dead) {
-            ngx_log_error(NGX_LOG_WARN, ev->log, 0,
-                          "streaming: %ui worker(s) of zone \"%V\" died, "
-                          "their subscribers and streams were ended",
-                          dead, &zones[i]->name);
-
-            /* every other worker looks at what changed */
-            for (n = 0; n < NGX_HTTP_STREAMING_WORKERS && live[n]; n++) {
-                /* void */
-            }
-
-            ngx_http_streaming_ring(zones[i], live, n);
-        }
+        ngx_http_streaming_reap(zones[i], ev->log);
     }
 
     ngx_add_timer(ev, smcf->sweep);
@@ -1162,4 +1154,33 @@ ngx_http_streaming_variable(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/* workers that died: their subscribers and streams end, the others look */
+static void
+ngx_http_streaming_reap(ngx_http_streaming_zone_t *zone, ngx_log_t *log)
+{
+    ngx_pid_t   live[NGX_HTTP_STREAMING_WORKERS];
+    ngx_uint_t  n, dead;
+
+    ngx_memzero(live, sizeof(live));
+
+    ngx_http_streaming_store_lock(zone);
+    dead = ngx_http_streaming_store_reap_locked(zone, live);
+    ngx_http_streaming_store_unlock(zone);
+
+    if (dead == 0) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "streaming: %ui worker(s) of zone \"%V\" died, their "
+                  "subscribers and streams were ended", dead, &zone->name);
+
+    for (n = 0; n < NGX_HTTP_STREAMING_WORKERS && live[n]; n++) {
+        /* void */
+    }
+
+    ngx_http_streaming_ring(zone, live, n);
 }

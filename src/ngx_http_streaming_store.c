@@ -782,7 +782,9 @@ ngx_http_streaming_store_worker_add_locked(ngx_http_streaming_zone_t *zone,
     workers = zone->sh->workers;
 
     for (i = 0; i < NGX_HTTP_STREAMING_WORKERS; i++) {
-        if (workers[i] == 0 || !ngx_http_streaming_store_alive(workers[i])) {
+        /* a dead worker's slot is freed by reap, after its cleanup */
+
+        if (workers[i] == 0) {
             workers[i] = pid;
             return;
         }
