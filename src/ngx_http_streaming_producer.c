@@ -1349,7 +1349,35 @@ ngx_http_streaming_producer_finalize(ngx_http_request_t *r, ngx_int_t rc)
         ctx->finalize(r, rc);
     }
 
-    if (rc == NGX_OK || ctx->done || !ctx->producing) {
+    if (ctx->done || !ctx->producing) {
+        return;
+    }
+
+    if (rc == NGX_OK) {
+
+        /*
+         * A FastCGI response ends with FCGI_END_REQUEST, which sets the
+         * length to 0; without it the connection closed early.  nginx
+         * itself takes that for a normal end when unbuffered.
+         */
+
+        if (r->upstream->length != 0
+            && r->upstream->schema.len == sizeof("fastcgi://") - 1
+            && ngx_strncmp(r->upstream->schema.data, "fastcgi://",
+                           sizeof("fastcgi://") - 1) == 0)
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "streaming: upstream prematurely closed FastCGI "
+                          "stdout of stream \"%V\"", &ctx->req.id);
+
+            ngx_http_streaming_producer_finish(r, ctx,
+                                               NGX_HTTP_STREAMING_ERROR,
+                                               "UPSTREAM_ERROR",
+                                               "the upstream closed "
+                                               "mid-stream");
+            (void) ngx_http_streaming_producer_send(r, ctx);
+        }
+
         return;
     }
 
