@@ -1805,30 +1805,6 @@ static ngx_http_streaming_stream_t *
 ngx_http_streaming_producer_stream_locked(
     ngx_http_streaming_producer_ctx_t *ctx)
 {
-    ngx_http_streaming_stream_t  *st;
-
-    /*
-     * the stream found last time, if it is still that one: a removed
-     * stream's nonce is wiped, and a new one's is random
-     */
-
-    st = ctx->st;
-
-    if (st && ngx_memcmp(st->nonce, ctx->nonce, sizeof(ctx->nonce)) == 0) {
-        return st;
-    }
-
-    st = ngx_http_streaming_store_find_locked(ctx->zone, ctx->req.id.data,
-                                              ctx->req.id.len);
-
-    if (st == NULL
-        || ngx_memcmp(st->nonce, ctx->nonce, sizeof(ctx->nonce)) != 0)
-    {
-        ctx->st = NULL;
-        return NULL;
-    }
-
-    ctx->st = st;
-
-    return st;
+    return ngx_http_streaming_store_get_locked(ctx->zone, &ctx->req.id,
+                                               ctx->nonce, &ctx->st);
 }

@@ -208,6 +208,36 @@ ngx_http_streaming_store_find_locked(ngx_http_streaming_zone_t *zone,
 
 
 /*
+ * The stream a request works with, if it is still that one (its nonce):
+ * "cache" keeps the pointer found last time, to save the lookup.  A
+ * removed stream's nonce is wiped, and a new one's is random, so a kept
+ * pointer never matches a stream it does not point to.
+ */
+ngx_http_streaming_stream_t *
+ngx_http_streaming_store_get_locked(ngx_http_streaming_zone_t *zone,
+    ngx_str_t *id, u_char *nonce, ngx_http_streaming_stream_t **cache)
+{
+    ngx_http_streaming_stream_t  *st;
+
+    st = *cache;
+
+    if (st && ngx_memcmp(st->nonce, nonce, sizeof(st->nonce)) == 0) {
+        return st;
+    }
+
+    st = ngx_http_streaming_store_find_locked(zone, id->data, id->len);
+
+    if (st == NULL || ngx_memcmp(st->nonce, nonce, sizeof(st->nonce)) != 0) {
+        st = NULL;
+    }
+
+    *cache = st;
+
+    return st;
+}
+
+
+/*
  * NGX_OK: created; NGX_DECLINED: the id exists (*stream is that stream);
  * NGX_BUSY: max_streams reached; NGX_ERROR: the zone is full.
  */

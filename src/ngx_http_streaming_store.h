@@ -211,6 +211,9 @@ uint64_t ngx_http_streaming_store_now(void);
 
 ngx_http_streaming_stream_t *ngx_http_streaming_store_find_locked(
     ngx_http_streaming_zone_t *zone, u_char *id, size_t len);
+ngx_http_streaming_stream_t *ngx_http_streaming_store_get_locked(
+    ngx_http_streaming_zone_t *zone, ngx_str_t *id, u_char *nonce,
+    ngx_http_streaming_stream_t **cache);
 ngx_int_t ngx_http_streaming_store_create_locked(
     ngx_http_streaming_zone_t *zone, u_char *id, size_t len,
     ngx_http_streaming_stream_t **stream);

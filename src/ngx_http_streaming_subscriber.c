@@ -996,7 +996,9 @@ ngx_http_streaming_subscriber_wake(ngx_http_streaming_waiter_t *w)
      * under the lock
      */
 
-    if (ctx->st->sequence != ctx->cursor || ctx->st->status != ctx->seen) {
+    if (ctx->st == NULL
+        || ctx->st->sequence != ctx->cursor || ctx->st->status != ctx->seen)
+    {
         ngx_post_event(ctx->request->connection->write, &ngx_posted_events);
     }
 }
@@ -1058,28 +1060,8 @@ ngx_http_streaming_subscriber_heartbeat(ngx_event_t *ev)
 static ngx_http_streaming_stream_t *
 ngx_http_streaming_subscriber_stream(ngx_http_streaming_subscriber_ctx_t *ctx)
 {
-    ngx_http_streaming_stream_t  *st;
-
-    /* as for producers: a removed stream's nonce is wiped */
-
-    st = ctx->st;
-
-    if (st && ngx_memcmp(st->nonce, ctx->nonce, sizeof(ctx->nonce)) == 0) {
-        return st;
-    }
-
-    st = ngx_http_streaming_store_find_locked(ctx->zone, ctx->req.id.data,
-                                              ctx->req.id.len);
-
-    if (st == NULL
-        || ngx_memcmp(st->nonce, ctx->nonce, sizeof(ctx->nonce)) != 0)
-    {
-        return NULL;
-    }
-
-    ctx->st = st;
-
-    return st;
+    return ngx_http_streaming_store_get_locked(ctx->zone, &ctx->req.id,
+                                               ctx->nonce, &ctx->st);
 }
 
 
