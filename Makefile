@@ -11,6 +11,8 @@
 #   make bench-tools  the benchmark load client (build/sse-load)
 #   make bench-producer  plain proxy_pass vs streaming location benchmark
 #                   (writes build/bench/producer-results.md)
+#   make bench-fanout    fan-out to N SSE subscribers, ours vs nchan
+#                   (writes build/bench/fanout-results.md)
 #
 # NGINX_SRC=/path/to/nginx   build from that tree instead of apt-get source
 # TEST=t/010-zone.t          run only these tests
@@ -27,7 +29,7 @@ MOCK_CFLAGS    = -O2 -g -Wall -Wextra -Werror
 SRCS = config $(wildcard src/*.c src/*.h)
 
 .PHONY: all module mock node-deps test asan test-1.26 valgrind debug demo \
-        fuzz clean bench-tools bench-producer
+        fuzz clean bench-tools bench-producer bench-fanout
 
 # the valgrind run: status, formats, errors, subscribers, resume, bad input
 VALGRIND_TESTS = t/011-status.t t/101-producer-formats.t \
@@ -56,6 +58,11 @@ build/sse-load: util/bench/sse-load.c
 # BENCH_FLAGS: options for util/bench/producer.pl (e.g. --quick)
 bench-producer: module mock bench-tools
 	util/bench/producer.pl $(BENCH_FLAGS)
+
+# fan-out to N SSE subscribers, ours vs nchan (libnginx-mod-nchan)
+# (writes build/bench/fanout-results.md); FANOUT_FLAGS: util/bench/fanout.pl options
+bench-fanout: module mock bench-tools
+	util/bench/fanout.pl $(FANOUT_FLAGS)
 
 # third-party clients for the interop tests (npm, versions locked)
 node-deps:
