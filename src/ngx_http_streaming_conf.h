@@ -64,7 +64,6 @@ typedef struct {
     ngx_uint_t                      format;
     ngx_msec_t                      detach;
     ngx_uint_t                      overflow;
-    ngx_uint_t                      window;
     ngx_msec_t                      heartbeat;
     ngx_msec_t                      checkpoint;
     size_t                          max_chunk;

@@ -14,6 +14,9 @@
 
 static ngx_str_t  ngx_http_streaming_json_type =
     ngx_string("application/json");
+static ngx_str_t  ngx_http_streaming_cache_control =
+    ngx_string("Cache-Control");
+static ngx_str_t  ngx_http_streaming_no_cache = ngx_string("no-cache");
 
 
 ngx_table_elt_t *
@@ -55,7 +58,6 @@ ngx_http_streaming_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_int_t         rc;
     ngx_buf_t        *b;
     ngx_chain_t      *cl;
-    ngx_table_elt_t  *h;
 
     r->headers_out.status = status;
     r->headers_out.content_type = *content_type;
@@ -63,17 +65,12 @@ ngx_http_streaming_send(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.content_type_lowcase = NULL;
     r->headers_out.content_length_n = size;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_streaming_set_header(r, &ngx_http_streaming_cache_control,
+                                      &ngx_http_streaming_no_cache)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-cache");
 
     if (size == 0 || r->method == NGX_HTTP_HEAD) {
         r->header_only = 1;
@@ -191,12 +188,12 @@ ngx_http_streaming_set_header(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_streaming_set_no_cache(ngx_http_request_t *r)
 {
-    static ngx_str_t  cache_control = ngx_string("Cache-Control");
-    static ngx_str_t  no_cache = ngx_string("no-cache");
     static ngx_str_t  accel = ngx_string("X-Accel-Buffering");
     static ngx_str_t  no = ngx_string("no");
 
-    if (ngx_http_streaming_set_header(r, &cache_control, &no_cache) != NGX_OK
+    if (ngx_http_streaming_set_header(r, &ngx_http_streaming_cache_control,
+                                      &ngx_http_streaming_no_cache)
+        != NGX_OK
         || ngx_http_streaming_set_header(r, &accel, &no) != NGX_OK)
     {
         return NGX_ERROR;

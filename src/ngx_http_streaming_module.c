@@ -21,7 +21,6 @@
 #define NGX_HTTP_STREAMING_DEFAULT_IDLE_TIMEOUT  (5 * 60 * 1000)
 #define NGX_HTTP_STREAMING_MIN_ZONE_PAGES        8
 
-#define NGX_HTTP_STREAMING_DEFAULT_WINDOW        64
 #define NGX_HTTP_STREAMING_DEFAULT_HEARTBEAT     15000
 #define NGX_HTTP_STREAMING_DEFAULT_CHECKPOINT    10000
 #define NGX_HTTP_STREAMING_DEFAULT_MAX_CHUNK     (1024 * 1024)
@@ -359,7 +358,6 @@ ngx_http_streaming_create_loc_conf(ngx_conf_t *cf)
     slcf->format = NGX_CONF_UNSET_UINT;
     slcf->detach = NGX_CONF_UNSET_MSEC;
     slcf->overflow = NGX_CONF_UNSET_UINT;
-    slcf->window = NGX_CONF_UNSET_UINT;
     slcf->heartbeat = NGX_CONF_UNSET_MSEC;
     slcf->checkpoint = NGX_CONF_UNSET_MSEC;
     slcf->max_chunk = NGX_CONF_UNSET_SIZE;
@@ -395,8 +393,6 @@ ngx_http_streaming_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->detach, prev->detach, 0);
     ngx_conf_merge_uint_value(conf->overflow, prev->overflow,
                               NGX_HTTP_STREAMING_OVERFLOW_PAUSE);
-    ngx_conf_merge_uint_value(conf->window, prev->window,
-                              NGX_HTTP_STREAMING_DEFAULT_WINDOW);
     ngx_conf_merge_msec_value(conf->heartbeat, prev->heartbeat,
                               NGX_HTTP_STREAMING_DEFAULT_HEARTBEAT);
     ngx_conf_merge_msec_value(conf->checkpoint, prev->checkpoint,

@@ -185,7 +185,6 @@ ngx_http_streaming_producer_handler(ngx_http_request_t *r)
             sn.format = NGX_CONF_UNSET_UINT;
             sn.last_event_id = 1;
             sn.producer = 1;
-            sn.acks = 0;
 
             rc = ngx_http_discard_request_body(r);
 
@@ -727,24 +726,14 @@ ngx_http_streaming_producer_body_filter(ngx_http_request_t *r,
     if (!ctx->init) {
         ctx->init = 1;
 
-        ngx_str_set(&init.content_type, "");
+        ngx_memzero(&init, sizeof(ngx_http_streaming_init_msg_t));
         init.total_size = -1;
-        init.resume_position = 0;
-        ngx_str_null(&init.subscriber_id);
 
         ngx_http_streaming_store_lock(ctx->zone);
 
         st = ngx_http_streaming_producer_stream_locked(ctx);
         if (st) {
-            init.content_type.len = st->type_len;
-            init.content_type.data = ngx_pnalloc(r->pool, st->type_len + 1);
-            if (init.content_type.data) {
-                ngx_memcpy(init.content_type.data, st->type, st->type_len);
-            } else {
-                init.content_type.len = 0;
-            }
-
-            init.total_size = st->total_size;
+            ngx_http_streaming_init_msg(r->pool, st, &init);
         }
 
         ngx_http_streaming_store_unlock(ctx->zone);

@@ -66,12 +66,10 @@ typedef struct {
     ngx_queue_t                     queue;      /* st->subs */
     uint64_t                        cursor;     /* last sequence handed */
     uint64_t                        bytes;      /* stream bytes up to it */
-    uint64_t                        acked;
     uint64_t                        left;       /* ms it detached; 0: no */
     ngx_pid_t                       pid;
     uint32_t                        id;
     unsigned                        producer:1; /* the producer's client */
-    unsigned                        acks:1;
 } ngx_http_streaming_sub_t;
 
 

@@ -88,8 +88,6 @@ static ngx_event_t  ngx_http_streaming_exit_watch;
 
 
 static ngx_str_t  ngx_http_streaming_stream_id = ngx_string("Stream-Id");
-static ngx_str_t  ngx_http_streaming_subscriber_id =
-    ngx_string("Stream-Subscriber");
 
 
 /* streaming_subscribe: GET a stream by id, from a sequence number */
@@ -217,10 +215,9 @@ ngx_int_t
 ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_subscription_t *sn)
 {
-    u_char                               *p;
     uint64_t                              start;
     ngx_int_t                             rc;
-    ngx_str_t                            *type, id, s;
+    ngx_str_t                            *type, id;
     ngx_uint_t                            finished, framing;
     ngx_pool_cleanup_t                   *cln;
     ngx_http_streaming_sub_t             *sub;
@@ -320,8 +317,6 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
                                              "shared memory zone is full");
     }
 
-    sub->acks = sn->acks;
-
     if (start > 0) {
         zone->sh->totals.resumes++;
     }
@@ -333,22 +328,7 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     ctx->cursor = start;
     ctx->seen = st->status;
 
-    init.total_size = st->total_size;
-    init.content_type.len = st->type_len;
-    init.content_type.data = ngx_pnalloc(r->pool, st->type_len + 1);
-    if (init.content_type.data) {
-        ngx_memcpy(init.content_type.data, st->type, st->type_len);
-    } else {
-        init.content_type.len = 0;
-    }
-
-    if (sn->acks) {
-        p = ngx_pnalloc(r->pool, NGX_INT32_LEN);
-        if (p) {
-            init.subscriber_id.data = p;
-            init.subscriber_id.len = ngx_sprintf(p, "%uD", sub->id) - p;
-        }
-    }
+    ngx_http_streaming_init_msg(r->pool, st, &init);
 
     ngx_http_streaming_store_unlock(zone);
 
@@ -414,18 +394,6 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
 
     if (ngx_http_streaming_set_no_cache(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (init.subscriber_id.len) {
-        s = init.subscriber_id;
-
-        if (ngx_http_streaming_set_header(r,
-                                          &ngx_http_streaming_subscriber_id,
-                                          &s)
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
     }
 
     rc = ngx_http_send_header(r);
@@ -1062,6 +1030,23 @@ ngx_http_streaming_subscriber_stream(ngx_http_streaming_subscriber_ctx_t *ctx)
 {
     return ngx_http_streaming_store_get_locked(ctx->zone, &ctx->req.id,
                                                ctx->nonce, &ctx->st);
+}
+
+
+/* a stream's stream-init message, copied out of the zone */
+void
+ngx_http_streaming_init_msg(ngx_pool_t *pool, ngx_http_streaming_stream_t *st,
+    ngx_http_streaming_init_msg_t *init)
+{
+    ngx_memzero(init, sizeof(ngx_http_streaming_init_msg_t));
+
+    init->total_size = st->total_size;
+    init->content_type.data = ngx_pnalloc(pool, st->type_len + 1);
+
+    if (init->content_type.data) {
+        init->content_type.len = st->type_len;
+        ngx_memcpy(init->content_type.data, st->type, st->type_len);
+    }
 }
 
 

@@ -45,13 +45,14 @@ typedef struct {
     unsigned                        last_event_id:1;
     unsigned                        producer:1; /* a producer location's
                                                    transparent resume */
-    unsigned                        acks:1;
 } ngx_http_streaming_subscription_t;
 
 
 ngx_int_t ngx_http_streaming_subscriber_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_subscription_t *sn);
+void ngx_http_streaming_init_msg(ngx_pool_t *pool,
+    ngx_http_streaming_stream_t *st, ngx_http_streaming_init_msg_t *init);
 void ngx_http_streaming_status_msg(ngx_http_streaming_stream_t *st,
     ngx_http_streaming_status_msg_t *msg);
 
