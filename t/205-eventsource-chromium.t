@@ -107,8 +107,9 @@ sub run_proxy {
                 $sel->add($c, $u);
                 next;
             }
-            my $n = sysread($s, my $buf, 65536);
+            # its peer may have been closed earlier in this round
             my $other = $peer{$s} or next;
+            my $n = sysread($s, my $buf, 65536);
             if (!$n) {
                 $sel->remove($s, $other);
                 delete @peer{ $s, $other };
