@@ -119,6 +119,32 @@ ngx_http_streaming_out_alloc(ngx_http_streaming_out_t *out, size_t len)
 }
 
 
+/* links a buffer the writer does not own; what follows goes after it */
+void
+ngx_http_streaming_out_link(ngx_http_streaming_out_t *out, ngx_buf_t *b)
+{
+    ngx_chain_t  *cl;
+
+    if (out->failed) {
+        return;
+    }
+
+    cl = ngx_alloc_chain_link(out->pool);
+    if (cl == NULL) {
+        out->failed = 1;
+        return;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    *out->last = cl;
+    out->last = &cl->next;
+    out->buf = NULL;
+    out->size += ngx_buf_size(b);
+}
+
+
 void
 ngx_http_streaming_out_raw(ngx_http_streaming_out_t *out, u_char *data,
     size_t len)

@@ -51,6 +51,8 @@ u_char *ngx_http_streaming_out_alloc(ngx_http_streaming_out_t *out,
     size_t len);
 u_char *ngx_http_streaming_out_tmp(ngx_http_streaming_out_t *out,
     size_t len);
+void ngx_http_streaming_out_link(ngx_http_streaming_out_t *out,
+    ngx_buf_t *b);
 void ngx_http_streaming_out_raw(ngx_http_streaming_out_t *out, u_char *data,
     size_t len);
 void ngx_http_streaming_out_printf(ngx_http_streaming_out_t *out,

@@ -631,6 +631,23 @@ ngx_http_streaming_store_chunk_after_locked(ngx_http_streaming_stream_t *st,
 }
 
 
+/* how many of the stream's subscribers this worker holds */
+ngx_uint_t
+ngx_http_streaming_store_local_subs_locked(ngx_http_streaming_stream_t *st)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_STREAMING_PIDS; i++) {
+        if (st->pid_subs[i] && st->pids[i] == ngx_pid) {
+            return st->pid_subs[i];
+        }
+    }
+
+    /* not in the table (more workers than it holds): assume company */
+    return st->pids_overflow ? 2 : 0;
+}
+
+
 /*
  * The other workers that have subscribers of the stream; at most
  * NGX_HTTP_STREAMING_PIDS * 2 pids are written.

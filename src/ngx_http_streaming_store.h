@@ -239,6 +239,8 @@ ngx_uint_t ngx_http_streaming_store_sub_advance_locked(
     ngx_http_streaming_sub_t *sub, ngx_http_streaming_chunk_t *chunk);
 ngx_http_streaming_chunk_t *ngx_http_streaming_store_chunk_after_locked(
     ngx_http_streaming_stream_t *st, uint64_t sequence);
+ngx_uint_t ngx_http_streaming_store_local_subs_locked(
+    ngx_http_streaming_stream_t *st);
 ngx_uint_t ngx_http_streaming_store_pids_locked(
     ngx_http_streaming_stream_t *st, ngx_pid_t *pids);
 void ngx_http_streaming_store_set_status_locked(

@@ -15,6 +15,7 @@
 #include "ngx_http_streaming_ids.h"
 #include "ngx_http_streaming_notify.h"
 #include "ngx_http_streaming_subscriber.h"
+#include "ngx_http_streaming_share.h"
 
 
 #define NGX_HTTP_STREAMING_GONE          410
@@ -45,6 +46,7 @@ typedef struct {
     ngx_http_streaming_encoder_t      enc;
     ngx_http_streaming_out_t          out;
     ngx_chain_t                      *busy;
+    ngx_http_streaming_refs_t         refs;     /* shared chunks unsent */
 
     ngx_event_t                       heartbeat;
 
@@ -357,6 +359,7 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     }
 
     ngx_http_streaming_out_init(&ctx->out, r->pool);
+    ngx_http_streaming_refs_init(&ctx->refs, r->pool);
     ctx->out.tag = (ngx_buf_tag_t) &ngx_http_streaming_module;
 
     ctx->waiter.wake = ngx_http_streaming_subscriber_wake;
@@ -582,6 +585,7 @@ ngx_http_streaming_subscriber_cleanup(void *data)
 
     ngx_http_streaming_waiter_remove(&ctx->waiter);
     ngx_http_streaming_out_free(&ctx->out);
+    ngx_http_streaming_refs_release(&ctx->refs);
 
     if (ctx->local.next) {
         ngx_queue_remove(&ctx->local);
@@ -642,7 +646,7 @@ ngx_http_streaming_subscriber_deliver_some(
 {
     uint64_t                          now, first;
     ngx_pid_t                         producer;
-    ngx_uint_t                        wake, end, report, more;
+    ngx_uint_t                        wake, end, report, more, share;
     ngx_http_request_t               *r;
     ngx_http_streaming_chunk_t       *next;
     ngx_http_streaming_stream_t      *st;
@@ -716,10 +720,22 @@ ngx_http_streaming_subscriber_deliver_some(
         return NGX_OK;
     }
 
+    /* with other readers here, a chunk is encoded once for them all */
+    share = (ngx_http_streaming_store_local_subs_locked(st) > 1);
+
     while (next && ctx->out.size < (off_t) ctx->conf->send_buffer) {
 
-        ngx_http_streaming_format_chunk(&ctx->out, &ctx->enc, next->sequence,
-                                        next->data, next->len, now);
+        if (!share
+            || ngx_http_streaming_share_chunk(&ctx->out, &ctx->refs,
+                                              &ctx->enc, ctx->nonce,
+                                              next->sequence, next->data,
+                                              next->len, now)
+               != NGX_OK)
+        {
+            ngx_http_streaming_format_chunk(&ctx->out, &ctx->enc,
+                                            next->sequence, next->data,
+                                            next->len, now);
+        }
 
         wake |= ngx_http_streaming_store_sub_advance_locked(ctx->zone, st,
                                                             ctx->sub, next);
@@ -876,6 +892,7 @@ ngx_http_streaming_subscriber_send(ngx_http_streaming_subscriber_ctx_t *ctx,
     rc = ngx_http_output_filter(r, out);
 
     ngx_http_streaming_out_update(&ctx->out, &ctx->busy, &out);
+    ctx->out.size += ngx_http_streaming_refs_sent(&ctx->refs);
 
     if (last || rc == NGX_ERROR) {
         if (ctx->heartbeat.timer_set) {
@@ -918,6 +935,7 @@ ngx_http_streaming_subscriber_sent(ngx_http_streaming_subscriber_ctx_t *ctx)
     if (ctx->out.first == NULL) {
         none = NULL;
         ngx_http_streaming_out_update(&ctx->out, &ctx->busy, &none);
+        ctx->out.size += ngx_http_streaming_refs_sent(&ctx->refs);
     }
 }
 

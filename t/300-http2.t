@@ -137,6 +137,54 @@ for my $case ([ 'TLS', "-k --http2 --resolve localhost:${\ $t->port(2)}:127.0.0.
     like($out, qr/:status: 200/, 'nghttp over TLS: subscribe answers 200');
 }
 
+# several subscribers of a live stream on one HTTP/2 connection (one
+# worker): the chunks they share are encoded once and linked to each
+# stream's output; every one of them gets every chunk, in its format
+for my $case ([ 'TLS', "-k --http2 --resolve localhost:${\ $t->port(2)}:127.0.0.1", $tls ],
+              [ 'h2c', '--http2-prior-knowledge', $h2c ])
+{
+    my ($name, $flags, $base) = @$case;
+    my $id = "h2-fan-$name";
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        exec 'sh', '-c', "curl -s --max-time 20 $flags -H 'X-Stream-Id: $id'"
+             . " --data '$body'"
+             . " '$base/v1/chat/completions?tokens=40&tps=40'"
+             . " > $p/fan-$name.out 2>&1";
+        exit 127;
+    }
+    for (1 .. 100) {
+        my (undef, $o) = curl($flags, "'$base/status?id=$id'");
+        last if $o =~ /"status"/;
+        select undef, undef, undef, 0.02;
+    }
+    my @fmts = (qw(ndjson passthrough) x 3);
+    my @args = map { "-o $p/fan-$name-$_.out"
+                     . " '$base/sub?id=$id&from=0&format=$fmts[$_]'" }
+               0 .. $#fmts;
+    my ($rc, $out) = curl("$flags --parallel --parallel-immediate", @args);
+    is($rc, 0, "$name: 6 subscribers on one connection") or diag $out;
+    waitpid $pid, 0;
+    for my $i (0 .. $#fmts) {
+        my $got = $t->read_file("fan-$name-$i.out");
+        my @seq;
+        if ($fmts[$i] eq 'ndjson') {
+            my @m = eval { parse_ndjson($got) };
+            @seq = map { $_->{payload}{sequence} }
+                   grep { $_->{type} eq 'stream-chunk' } @m;
+            is($m[-1] && $m[-1]{payload}{status}, 'completed',
+               "$name: subscriber $i ($fmts[$i]): completed");
+        } else {
+            my @ev = parse_sse($got);
+            is(tokens(@ev), join('', map { "tok$_ " } 0 .. 39),
+               "$name: subscriber $i ($fmts[$i]): every token");
+            @seq = map { /:(\d+)$/ ? $1 : -1 } map { $_->{id} } @ev;
+        }
+        is_deeply(\@seq, [ 1 .. ($fmts[$i] eq 'ndjson' ? 44 : 43) ],
+                  "$name: subscriber $i ($fmts[$i]): in order, once");
+    }
+}
+
 # a client that resets its HTTP/2 stream mid-generation cancels the producer
 {
     $t->mock_reset;
