@@ -58,6 +58,8 @@ typedef struct {
 typedef struct {
     ngx_shm_zone_t                 *zone;         /* streaming */
     ngx_shm_zone_t                 *subscribe;    /* streaming_subscribe */
+    ngx_shm_zone_t                 *control;      /* streaming_control */
+    ngx_shm_zone_t                 *publish;      /* streaming_publish */
     ngx_http_complex_value_t       *id;
     ngx_uint_t                      framing;
     size_t                          bytes_size;
@@ -68,6 +70,7 @@ typedef struct {
     ngx_msec_t                      checkpoint;
     size_t                          max_chunk;
     size_t                          send_buffer;
+    ngx_uint_t                      window;
 } ngx_http_streaming_loc_conf_t;
 
 

@@ -25,6 +25,8 @@ ngx_int_t ngx_http_streaming_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *content_type, ngx_chain_t *body, off_t size);
 ngx_int_t ngx_http_streaming_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
+ngx_int_t ngx_http_streaming_read_body(ngx_http_request_t *r,
+    ngx_str_t *body, size_t max);
 
 
 #endif /* _NGX_HTTP_STREAMING_HTTP_H_INCLUDED_ */

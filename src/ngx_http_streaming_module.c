@@ -14,6 +14,7 @@
 #include "ngx_http_streaming_producer.h"
 #include "ngx_http_streaming_subscriber.h"
 #include "ngx_http_streaming_status.h"
+#include "ngx_http_streaming_control.h"
 
 
 #define NGX_HTTP_STREAMING_DEFAULT_BUFFER        (256 * 1024)
@@ -22,6 +23,7 @@
 #define NGX_HTTP_STREAMING_MIN_ZONE_PAGES        8
 
 #define NGX_HTTP_STREAMING_DEFAULT_HEARTBEAT     15000
+#define NGX_HTTP_STREAMING_DEFAULT_WINDOW        64
 #define NGX_HTTP_STREAMING_DEFAULT_CHECKPOINT    10000
 #define NGX_HTTP_STREAMING_DEFAULT_MAX_CHUNK     (1024 * 1024)
 #define NGX_HTTP_STREAMING_DEFAULT_SEND_BUFFER   (256 * 1024)
@@ -56,6 +58,10 @@ static ngx_int_t ngx_http_streaming_zone_resized(ngx_conf_t *cf,
 static char *ngx_http_streaming_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_streaming_subscribe(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_streaming_conf_number(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_streaming_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_shm_zone_t *ngx_http_streaming_use_zone(ngx_conf_t *cf,
     ngx_str_t *name);
@@ -143,6 +149,13 @@ static ngx_command_t  ngx_http_streaming_commands[] = {
       offsetof(ngx_http_streaming_loc_conf_t, overflow),
       &ngx_http_streaming_overflows },
 
+    { ngx_string("streaming_window"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_streaming_conf_number,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_streaming_loc_conf_t, window),
+      NULL },
+
     { ngx_string("streaming_heartbeat"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_streaming_off_msec,
@@ -177,6 +190,13 @@ static ngx_command_t  ngx_http_streaming_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("streaming_control"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_streaming_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_streaming_loc_conf_t, control),
+      ngx_http_streaming_control_handler },
 
     { ngx_string("streaming_status"),
       NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -362,6 +382,7 @@ ngx_http_streaming_create_loc_conf(ngx_conf_t *cf)
     slcf->checkpoint = NGX_CONF_UNSET_MSEC;
     slcf->max_chunk = NGX_CONF_UNSET_SIZE;
     slcf->send_buffer = NGX_CONF_UNSET_SIZE;
+    slcf->window = NGX_CONF_UNSET_UINT;
 
     return slcf;
 }
@@ -401,6 +422,8 @@ ngx_http_streaming_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_STREAMING_DEFAULT_MAX_CHUNK);
     ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
                               NGX_HTTP_STREAMING_DEFAULT_SEND_BUFFER);
+    ngx_conf_merge_uint_value(conf->window, prev->window,
+                              NGX_HTTP_STREAMING_DEFAULT_WINDOW);
 
     if (conf->framing == NGX_HTTP_STREAMING_FRAMING_BYTES
         && conf->bytes_size > conf->max_chunk)
@@ -863,6 +886,59 @@ ngx_http_streaming_conf_size(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return ngx_conf_set_size_slot(cf, cmd, conf);
+}
+
+
+/* a positive number */
+static char *
+ngx_http_streaming_conf_number(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n == NGX_ERROR || n == 0) {
+        return ngx_http_streaming_conf_invalid(cf, cmd);
+    }
+
+    return ngx_conf_set_num_slot(cf, cmd, conf);
+}
+
+
+/*
+ * streaming_control, streaming_publish: a location that works on the
+ * streams of a zone; cmd->post is its content handler.
+ */
+static char *
+ngx_http_streaming_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t                 *value;
+    ngx_shm_zone_t           **field;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    field = (ngx_shm_zone_t **) (p + cmd->offset);
+
+    if (*field) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    *field = ngx_http_streaming_use_zone(cf, &value[1]);
+    if (*field == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = (ngx_http_handler_pt) cmd->post;
+
+    return NGX_CONF_OK;
 }
 
 

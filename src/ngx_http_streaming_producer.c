@@ -24,6 +24,10 @@
 
 #define NGX_HTTP_STREAMING_ID_RANDOM  16
 
+/* the producer is not read: a subscriber's backlog, or the pause command */
+#define ngx_http_streaming_producer_held(st)                                 \
+    ((st)->overflow || (st)->status == NGX_HTTP_STREAMING_PAUSED)
+
 
 typedef struct {
     ngx_http_streaming_request_t      req;       /* the first member */
@@ -49,6 +53,7 @@ typedef struct {
     ngx_event_t                       heartbeat;
     ngx_event_t                       idle;
     ngx_event_t                       detach;
+    ngx_event_t                       notice;    /* a command's news */
 
     ngx_http_event_handler_pt         write_handler;
 
@@ -63,7 +68,9 @@ typedef struct {
     unsigned                          done:1;
     unsigned                          last:1;    /* last_buf sent */
     unsigned                          detached:1;
-    unsigned                          overflow:1; /* held for a subscriber */
+    unsigned                          overflow:1; /* held: a subscriber's
+                                                     backlog, or paused */
+    unsigned                          paused:1;   /* reported to its client */
 } ngx_http_streaming_producer_ctx_t;
 
 
@@ -71,8 +78,6 @@ static ngx_int_t ngx_http_streaming_producer_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_streaming_producer_id(ngx_http_request_t *r,
     ngx_http_streaming_loc_conf_t *slcf, ngx_str_t *id);
 static void ngx_http_streaming_producer_body_read(ngx_http_request_t *r);
-static ngx_int_t ngx_http_streaming_producer_body(ngx_http_request_t *r,
-    ngx_str_t *body, size_t max);
 static void ngx_http_streaming_producer_cleanup(void *data);
 static ngx_int_t ngx_http_streaming_producer_header_filter(
     ngx_http_request_t *r);
@@ -95,6 +100,9 @@ static void ngx_http_streaming_producer_finalize(ngx_http_request_t *r,
     ngx_int_t rc);
 static void ngx_http_streaming_producer_heartbeat(ngx_event_t *ev);
 static void ngx_http_streaming_producer_idle(ngx_event_t *ev);
+static void ngx_http_streaming_producer_stop(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx, ngx_uint_t status, char *code,
+    char *message);
 static void ngx_http_streaming_producer_read_handler(ngx_http_request_t *r);
 static void ngx_http_streaming_producer_write_handler(ngx_http_request_t *r);
 static void ngx_http_streaming_producer_leave(ngx_http_request_t *r,
@@ -106,6 +114,7 @@ static void ngx_http_streaming_producer_abort(ngx_http_request_t *r);
 static ngx_http_streaming_stream_t *ngx_http_streaming_producer_stream_locked(
     ngx_http_streaming_producer_ctx_t *ctx);
 static void ngx_http_streaming_producer_wake(ngx_http_streaming_waiter_t *w);
+static void ngx_http_streaming_producer_notice(ngx_event_t *ev);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -325,6 +334,10 @@ ngx_http_streaming_producer_handler(ngx_http_request_t *r)
     ctx->detach.data = r;
     ctx->detach.log = r->connection->log;
 
+    ctx->notice.handler = ngx_http_streaming_producer_notice;
+    ctx->notice.data = r;
+    ctx->notice.log = r->connection->log;
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "streaming producer: stream \"%V\" created", &id);
 
@@ -341,7 +354,7 @@ ngx_http_streaming_producer_body_read(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
 
-    if (ngx_http_streaming_producer_body(r, &body, ctx->conf->max_chunk)
+    if (ngx_http_streaming_read_body(r, &body, ctx->conf->max_chunk)
         == NGX_OK)
     {
         (void) ngx_http_streaming_rpc_id(r->pool, body.data, body.len,
@@ -352,61 +365,6 @@ ngx_http_streaming_producer_body_read(ngx_http_request_t *r)
 
     r->write_event_handler = ngx_http_core_run_phases;
     ngx_http_core_run_phases(r);
-}
-
-
-/* the whole request body in one piece, if it is at most max bytes */
-static ngx_int_t
-ngx_http_streaming_producer_body(ngx_http_request_t *r, ngx_str_t *body,
-    size_t max)
-{
-    off_t         len;
-    u_char       *p;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_DECLINED;
-    }
-
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
-    }
-
-    if (len == 0 || len > (off_t) max) {
-        return NGX_DECLINED;
-    }
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    body->data = p;
-    body->len = len;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (b->in_file) {
-            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
-                              b->file_pos);
-
-            if (n != b->file_last - b->file_pos) {
-                return NGX_ERROR;
-            }
-
-            p += n;
-            continue;
-        }
-
-        p = ngx_cpymem(p, b->pos, b->last - b->pos);
-    }
-
-    return NGX_OK;
 }
 
 
@@ -480,6 +438,10 @@ ngx_http_streaming_producer_cleanup(void *data)
 
     if (ctx->detach.timer_set) {
         ngx_del_timer(&ctx->detach);
+    }
+
+    if (ctx->notice.posted) {
+        ngx_delete_posted_event(&ctx->notice);
     }
 
     ngx_http_streaming_out_free(&ctx->out);
@@ -1075,7 +1037,7 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
                                                            ctx->sub, chunk);
     }
 
-    ctx->overflow = st->overflow;
+    ctx->overflow = ngx_http_streaming_producer_held(st);
 
     npids = 0;
 
@@ -1476,10 +1438,27 @@ ngx_http_streaming_producer_idle(ngx_event_t *ev)
                   "streaming: stream \"%V\" idle for %M, closing its "
                   "producer", &ctx->req.id, ctx->zone->idle_timeout);
 
-    ngx_http_streaming_producer_finish(r, ctx, NGX_HTTP_STREAMING_ERROR,
-                                       "IDLE_TIMEOUT",
-                                       "nothing received for the idle "
-                                       "timeout");
+    ngx_http_streaming_producer_stop(r, ctx, NGX_HTTP_STREAMING_ERROR,
+                                     "IDLE_TIMEOUT",
+                                     "nothing received for the idle "
+                                     "timeout");
+}
+
+
+/*
+ * Ends the stream from outside the upstream's loop (a timer, a command):
+ * what is held is dropped, the client gets the end, the upstream is closed.
+ */
+static void
+ngx_http_streaming_producer_stop(ngx_http_request_t *r,
+    ngx_http_streaming_producer_ctx_t *ctx, ngx_uint_t status, char *code,
+    char *message)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    ngx_http_streaming_producer_finish(r, ctx, status, code, message);
 
     ctx->in = NULL;
     r->buffered &= ~NGX_HTTP_STREAMING_BUFFERED;
@@ -1751,10 +1730,15 @@ ngx_http_streaming_producer_abort(ngx_http_request_t *r)
 }
 
 
-/* a producer held for a subscriber goes on once it caught up */
+/*
+ * News of the stream: a held producer goes on once its subscribers caught
+ * up or it was resumed; a command (pause, resume, cancel) is acted on from
+ * a posted event, as this may run inside the producer's own filters.
+ */
 static void
 ngx_http_streaming_producer_wake(ngx_http_streaming_waiter_t *w)
 {
+    ngx_uint_t                          held, status;
     ngx_http_request_t                 *r;
     ngx_http_streaming_stream_t        *st;
     ngx_http_streaming_producer_ctx_t  *ctx;
@@ -1771,21 +1755,101 @@ ngx_http_streaming_producer_wake(ngx_http_streaming_waiter_t *w)
         (void) ngx_http_streaming_producer_detach_check(r, ctx);
     }
 
-    if (!ctx->overflow) {
+    ngx_http_streaming_store_lock(ctx->zone);
+
+    st = ngx_http_streaming_producer_stream_locked(ctx);
+
+    held = st ? ngx_http_streaming_producer_held(st) : 0;
+    status = st ? st->status : NGX_HTTP_STREAMING_ERROR;
+
+    ngx_http_streaming_store_unlock(ctx->zone);
+
+    if (status != NGX_HTTP_STREAMING_ACTIVE
+        && status != NGX_HTTP_STREAMING_PAUSED)
+    {
+        /* ended by a command (cancel) or gone */
+        ngx_post_event(&ctx->notice, &ngx_posted_events);
         return;
     }
+
+    if ((status == NGX_HTTP_STREAMING_PAUSED) != ctx->paused) {
+        ngx_post_event(&ctx->notice, &ngx_posted_events);
+    }
+
+    if (ctx->overflow && !held) {
+        ctx->overflow = 0;
+
+        /* the upstream module's loop feeds the held input again */
+        ngx_post_event(r->connection->write, &ngx_posted_events);
+        return;
+    }
+
+    ctx->overflow = held;
+}
+
+
+/* acts on a command: tells its client, or stops the upstream */
+static void
+ngx_http_streaming_producer_notice(ngx_event_t *ev)
+{
+    uint64_t                            now;
+    ngx_uint_t                          status;
+    ngx_connection_t                   *c;
+    ngx_http_request_t                 *r;
+    ngx_http_streaming_stream_t        *st;
+    ngx_http_streaming_status_msg_t     msg;
+    ngx_http_streaming_producer_ctx_t  *ctx;
+
+    r = ev->data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
+
+    if (ctx->done) {
+        return;
+    }
+
+    ngx_memzero(&msg, sizeof(ngx_http_streaming_status_msg_t));
 
     ngx_http_streaming_store_lock(ctx->zone);
 
     st = ngx_http_streaming_producer_stream_locked(ctx);
-    ctx->overflow = st ? st->overflow : 0;
+
+    status = st ? st->status : NGX_HTTP_STREAMING_ERROR;
+
+    if (st) {
+        ngx_http_streaming_status_msg(st, &msg);
+    }
 
     ngx_http_streaming_store_unlock(ctx->zone);
 
-    if (!ctx->overflow) {
-        /* the upstream module's loop feeds the held input again */
-        ngx_post_event(r->connection->write, &ngx_posted_events);
+    if (status != NGX_HTTP_STREAMING_ACTIVE
+        && status != NGX_HTTP_STREAMING_PAUSED)
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "streaming: stream \"%V\" was ended by a command, "
+                      "closing its producer", &ctx->req.id);
+
+        ngx_http_streaming_producer_stop(r, ctx, NGX_HTTP_STREAMING_CANCELLED,
+                                         NULL, NULL);
+        return;
     }
+
+    ctx->paused = (status == NGX_HTTP_STREAMING_PAUSED);
+
+    if (ctx->raw || ctx->detached) {
+        return;
+    }
+
+    now = ngx_http_streaming_store_now();
+    msg.code.len = 0;
+
+    ngx_http_streaming_format_status(&ctx->out, &ctx->enc, &msg, now);
+
+    if (ngx_http_streaming_producer_send(r, ctx) == NGX_ERROR) {
+        c->error = 1;
+    }
+
+    ngx_http_run_posted_requests(c);
 }
 
 

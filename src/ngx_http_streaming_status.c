@@ -37,8 +37,6 @@ static void ngx_http_streaming_status_json(ngx_http_streaming_out_t *out,
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_zone_stats_t *st);
 static void ngx_http_streaming_status_streams(ngx_http_streaming_out_t *out,
     ngx_http_streaming_zone_t *zone, ngx_uint_t json);
-static void ngx_http_streaming_status_stream(ngx_http_streaming_out_t *out,
-    ngx_http_streaming_stream_t *st);
 static ngx_int_t ngx_http_streaming_status_one(ngx_http_request_t *r,
     ngx_str_t *id);
 static void ngx_http_streaming_status_prometheus(
@@ -348,7 +346,8 @@ ngx_http_streaming_status_streams(ngx_http_streaming_out_t *out,
 }
 
 
-static void
+/* one stream's state as a JSON object (status, control) */
+void
 ngx_http_streaming_status_stream(ngx_http_streaming_out_t *out,
     ngx_http_streaming_stream_t *st)
 {

@@ -507,11 +507,13 @@ ngx_http_streaming_store_sub_add_locked(ngx_http_streaming_zone_t *zone,
     ngx_memzero(s, sizeof(ngx_http_streaming_sub_t));
 
     s->cursor = cursor;
+    s->acked = cursor;
     s->pid = ngx_pid;
     s->id = ++st->next_sub;
 
     if (cursor >= st->sequence) {
         s->cursor = st->sequence;
+        s->acked = st->sequence;
         s->bytes = st->bytes;
 
     } else {
@@ -736,13 +738,71 @@ ngx_http_streaming_store_finish_locked(ngx_http_streaming_zone_t *zone,
     }
 
     if (message) {
-        len = ngx_min(message->len, NGX_HTTP_STREAMING_MESSAGE_MAX);
+        len = ngx_min(message->len, NGX_HTTP_STREAMING_ERROR_TEXT_MAX);
         ngx_memcpy(st->message, message->data, len);
         st->message_len = (u_char) len;
     }
 
     ngx_queue_remove(&st->queue);
     ngx_queue_insert_tail(&zone->sh->finished, &st->queue);
+}
+
+
+/* pause or resume: a change that counts as activity for idle_timeout */
+void
+ngx_http_streaming_store_command_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st, ngx_uint_t status)
+{
+    ngx_http_streaming_store_set_status_locked(zone, st, status);
+
+    ngx_queue_remove(&st->queue);
+    ngx_queue_insert_tail(&zone->sh->live, &st->queue);
+}
+
+
+/*
+ * An acknowledgement of every chunk up to "sequence" by the subscriber
+ * "subscriber" (acks are cumulative).  NGX_DECLINED: no such subscriber
+ * that asked for acks; NGX_BUSY: beyond what it was sent.
+ */
+ngx_int_t
+ngx_http_streaming_store_ack_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st, ngx_str_t *subscriber,
+    uint64_t sequence, const char **why)
+{
+    ngx_int_t                  n;
+    ngx_queue_t               *q;
+    ngx_http_streaming_sub_t  *sub;
+
+    n = subscriber->len ? ngx_atoi(subscriber->data, subscriber->len)
+                        : NGX_ERROR;
+
+    for (q = ngx_queue_head(&st->subs);
+         n != NGX_ERROR && q != ngx_queue_sentinel(&st->subs);
+         q = ngx_queue_next(q))
+    {
+        sub = ngx_queue_data(q, ngx_http_streaming_sub_t, queue);
+
+        if (sub->id != (uint32_t) n || !sub->acks) {
+            continue;
+        }
+
+        if (sequence > sub->cursor) {
+            *why = "ack beyond what the subscriber was sent";
+            return NGX_BUSY;
+        }
+
+        if (sequence > sub->acked) {
+            sub->acked = sequence;
+        }
+
+        return NGX_OK;
+    }
+
+    *why = "no subscriber of the stream with that subscriberId asked "
+           "for acks";
+
+    return NGX_DECLINED;
 }
 
 

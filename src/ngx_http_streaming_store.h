@@ -21,11 +21,11 @@
 
 
 #define NGX_HTTP_STREAMING_ZONE_MAGIC    0x5354524dU    /* "STRM" */
-#define NGX_HTTP_STREAMING_ZONE_LAYOUT   4
+#define NGX_HTTP_STREAMING_ZONE_LAYOUT   5
 
 #define NGX_HTTP_STREAMING_TYPE_MAX      127
 #define NGX_HTTP_STREAMING_CODE_MAX      32
-#define NGX_HTTP_STREAMING_MESSAGE_MAX   160
+#define NGX_HTTP_STREAMING_ERROR_TEXT_MAX   160
 #define NGX_HTTP_STREAMING_PIDS          8
 #define NGX_HTTP_STREAMING_WORKERS       64
 
@@ -67,9 +67,11 @@ typedef struct {
     uint64_t                        cursor;     /* last sequence handed */
     uint64_t                        bytes;      /* stream bytes up to it */
     uint64_t                        left;       /* ms it detached; 0: no */
+    uint64_t                        acked;      /* acknowledged up to */
     ngx_pid_t                       pid;
     uint32_t                        id;
     unsigned                        producer:1; /* the producer's client */
+    unsigned                        acks:1;     /* paced by its acks */
 } ngx_http_streaming_sub_t;
 
 
@@ -117,7 +119,7 @@ typedef struct {
     u_char                          id[NGX_HTTP_STREAMING_ID_MAX];
     u_char                          type[NGX_HTTP_STREAMING_TYPE_MAX];
     u_char                          code[NGX_HTTP_STREAMING_CODE_MAX];
-    u_char                          message[NGX_HTTP_STREAMING_MESSAGE_MAX];
+    u_char                          message[NGX_HTTP_STREAMING_ERROR_TEXT_MAX];
 } ngx_http_streaming_stream_t;
 
 
@@ -246,6 +248,12 @@ ngx_uint_t ngx_http_streaming_store_pids_locked(
 void ngx_http_streaming_store_set_status_locked(
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
     ngx_uint_t status);
+void ngx_http_streaming_store_command_locked(
+    ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
+    ngx_uint_t status);
+ngx_int_t ngx_http_streaming_store_ack_locked(
+    ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
+    ngx_str_t *subscriber, uint64_t sequence, const char **why);
 void ngx_http_streaming_store_checkpoint_locked(
     ngx_http_streaming_stream_t *st, uint64_t now);
 ngx_uint_t ngx_http_streaming_store_expire_locked(

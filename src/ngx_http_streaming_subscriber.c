@@ -51,6 +51,7 @@ typedef struct {
     ngx_event_t                       heartbeat;
 
     unsigned                          done:1;
+    unsigned                          acks:1;   /* paced by its acks */
 } ngx_http_streaming_subscriber_ctx_t;
 
 
@@ -90,6 +91,8 @@ static ngx_event_t  ngx_http_streaming_exit_watch;
 
 
 static ngx_str_t  ngx_http_streaming_stream_id = ngx_string("Stream-Id");
+static ngx_str_t  ngx_http_streaming_stream_subscriber =
+    ngx_string("Stream-Subscriber");
 
 
 /* streaming_subscribe: GET a stream by id, from a sequence number */
@@ -167,6 +170,16 @@ ngx_http_streaming_subscriber_handler(ngx_http_request_t *r)
         }
     }
 
+    if (ngx_http_arg(r, (u_char *) "ack", 3, &value) == NGX_OK) {
+        if (value.len != 1 || (value.data[0] != '0' && value.data[0] != '1')) {
+            return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 "INVALID_MESSAGE",
+                                                 "ack must be 0 or 1");
+        }
+
+        sn.acks = (value.data[0] == '1');
+    }
+
     if (ngx_http_arg(r, (u_char *) "format", 6, &value) == NGX_OK) {
 
         for (i = 0; ngx_http_streaming_format_names[i].len; i++) {
@@ -219,7 +232,7 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
 {
     uint64_t                              start;
     ngx_int_t                             rc;
-    ngx_str_t                            *type, id;
+    ngx_str_t                            *type, id, subscriber;
     ngx_uint_t                            finished, framing;
     ngx_pool_cleanup_t                   *cln;
     ngx_http_streaming_sub_t             *sub;
@@ -249,6 +262,7 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     ngx_memcpy(id.data, sn->id.data, id.len);
 
     ngx_memzero(&init, sizeof(ngx_http_streaming_init_msg_t));
+    ngx_str_null(&subscriber);
 
     ngx_http_streaming_store_lock(zone);
 
@@ -330,7 +344,22 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     ctx->cursor = start;
     ctx->seen = st->status;
 
+    if (sn->acks) {
+        sub->acks = 1;
+        ctx->acks = 1;
+
+        subscriber.data = ngx_pnalloc(r->pool, NGX_INT32_LEN);
+        if (subscriber.data == NULL) {
+            ngx_http_streaming_store_unlock(zone);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        subscriber.len = ngx_sprintf(subscriber.data, "%uD", sub->id)
+                         - subscriber.data;
+    }
+
     ngx_http_streaming_init_msg(r->pool, st, &init);
+    init.subscriber_id = subscriber;
 
     ngx_http_streaming_store_unlock(zone);
 
@@ -396,6 +425,15 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     }
 
     if (ngx_http_streaming_set_no_cache(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (subscriber.len
+        && ngx_http_streaming_set_header(r,
+                                         &ngx_http_streaming_stream_subscriber,
+                                         &subscriber)
+           != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -644,7 +682,7 @@ static ngx_int_t
 ngx_http_streaming_subscriber_deliver_some(
     ngx_http_streaming_subscriber_ctx_t *ctx)
 {
-    uint64_t                          now, first;
+    uint64_t                          now, first, limit;
     ngx_pid_t                         producer;
     ngx_uint_t                        wake, end, report, more, share;
     ngx_http_request_t               *r;
@@ -723,7 +761,13 @@ ngx_http_streaming_subscriber_deliver_some(
     /* with other readers here, a chunk is encoded once for them all */
     share = (ngx_http_streaming_store_local_subs_locked(st) > 1);
 
-    while (next && ctx->out.size < (off_t) ctx->conf->send_buffer) {
+    /* an acking subscriber gets at most streaming_window unacknowledged */
+    limit = ctx->acks ? ctx->sub->acked + ctx->conf->window
+                      : NGX_HTTP_STREAMING_MAX_SEQUENCE;
+
+    while (next && ctx->out.size < (off_t) ctx->conf->send_buffer
+           && next->sequence <= limit)
+    {
 
         if (!share
             || ngx_http_streaming_share_chunk(&ctx->out, &ctx->refs,
@@ -748,7 +792,7 @@ ngx_http_streaming_subscriber_deliver_some(
         next = next->next;
     }
 
-    more = (next != NULL);
+    more = (next != NULL && next->sequence <= limit);
 
     ngx_memzero(&msg, sizeof(ngx_http_streaming_status_msg_t));
 

@@ -43,6 +43,7 @@ typedef struct {
     ngx_uint_t                      format;     /* NGX_CONF_UNSET_UINT: by
                                                    the stream's framing */
     unsigned                        last_event_id:1;
+    unsigned                        acks:1;     /* ?ack=1: paced by acks */
     unsigned                        producer:1; /* a producer location's
                                                    transparent resume */
 } ngx_http_streaming_subscription_t;

@@ -1,0 +1,359 @@
+
+/*
+ * Copyright (C) ngx_http_streaming_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_streaming_conf.h"
+#include "ngx_http_streaming_control.h"
+#include "ngx_http_streaming_http.h"
+#include "ngx_http_streaming_ids.h"
+#include "ngx_http_streaming_message.h"
+#include "ngx_http_streaming_status.h"
+#include "ngx_http_streaming_subscriber.h"
+
+
+static void ngx_http_streaming_control_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_streaming_control_post(ngx_http_request_t *r);
+static ngx_int_t ngx_http_streaming_control_apply(ngx_http_request_t *r,
+    ngx_str_t *id, ngx_http_streaming_message_t *msg);
+static ngx_int_t ngx_http_streaming_control_id(ngx_http_request_t *r,
+    ngx_str_t *id);
+static ngx_int_t ngx_http_streaming_control_bad_id(ngx_http_request_t *r);
+
+
+static ngx_str_t  ngx_http_streaming_control_type =
+    ngx_string("application/json");
+
+static const char  *ngx_http_streaming_command_names[] = {
+    "state", "pause", "resume", "cancel", "ack"
+};
+
+
+/* streaming_control: GET the state, POST a command, DELETE = cancel */
+ngx_int_t
+ngx_http_streaming_control_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       id;
+    ngx_http_streaming_message_t    msg;
+    ngx_http_streaming_loc_conf_t  *slcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST
+                       |NGX_HTTP_DELETE)))
+    {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    if (r->method == NGX_HTTP_POST) {
+        slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
+
+        if (r->headers_in.content_length_n > (off_t) slcf->max_chunk) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "streaming: control message of %O bytes is over "
+                          "streaming_max_chunk",
+                          r->headers_in.content_length_n);
+
+            return ngx_http_streaming_send_error(r,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           "PAYLOAD_TOO_LARGE",
+                                           "the message is over "
+                                           "streaming_max_chunk");
+        }
+
+        rc = ngx_http_read_client_request_body(r,
+                                           ngx_http_streaming_control_body);
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            return rc;
+        }
+
+        return NGX_DONE;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_streaming_control_id(r, &id);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? ngx_http_streaming_control_bad_id(r)
+                                    : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&msg, sizeof(ngx_http_streaming_message_t));
+
+    if (r->method == NGX_HTTP_DELETE) {
+        msg.type = NGX_HTTP_STREAMING_MSG_CONTROL;
+        msg.command = NGX_HTTP_STREAMING_CMD_CANCEL;
+    }
+
+    return ngx_http_streaming_control_apply(r, &id, &msg);
+}
+
+
+static void
+ngx_http_streaming_control_body(ngx_http_request_t *r)
+{
+    ngx_http_finalize_request(r, ngx_http_streaming_control_post(r));
+}
+
+
+static ngx_int_t
+ngx_http_streaming_control_post(ngx_http_request_t *r)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       id, body;
+    const char                     *err;
+    ngx_http_streaming_message_t    msg;
+    ngx_http_streaming_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
+
+    rc = ngx_http_streaming_control_id(r, &id);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? ngx_http_streaming_control_bad_id(r)
+                                    : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_streaming_read_body(r, &body, slcf->max_chunk);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "streaming: control message for \"%V\" is over "
+                      "streaming_max_chunk", &id);
+
+        return ngx_http_streaming_send_error(r,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           "PAYLOAD_TOO_LARGE",
+                                           "the message is over "
+                                           "streaming_max_chunk");
+    }
+
+    err = NULL;
+
+    rc = ngx_http_streaming_control_parse(r->pool, body.data, body.len, &msg,
+                                          &err);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "streaming: invalid control message for \"%V\": %s",
+                      &id, err ? err : "not understood");
+
+        return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                   msg.unknown_type ? "UNKNOWN_MESSAGE_TYPE"
+                                                    : "INVALID_MESSAGE",
+                                   err ? err : "the message is not a "
+                                               "stream-control message");
+    }
+
+    if (msg.stream_id.len
+        && (msg.stream_id.len != id.len
+            || ngx_strncmp(msg.stream_id.data, id.data, id.len) != 0))
+    {
+        return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                   "INVALID_MESSAGE",
+                                   "streamId names another stream");
+    }
+
+    return ngx_http_streaming_control_apply(r, &id, &msg);
+}
+
+
+/*
+ * Carries out a command (none: GET) on the stream and answers with its
+ * state.  The producer's worker and the subscribers' workers are rung:
+ * they act on the stream's new state themselves.
+ */
+static ngx_int_t
+ngx_http_streaming_control_apply(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_http_streaming_message_t *msg)
+{
+    ngx_int_t                       rc;
+    ngx_pid_t                       pids[NGX_HTTP_STREAMING_PIDS * 2 + 1];
+    ngx_uint_t                      n, i, from;
+    const char                     *conflict;
+    ngx_http_streaming_out_t        out;
+    ngx_http_streaming_zone_t      *zone;
+    ngx_http_streaming_stream_t    *st;
+    ngx_http_streaming_loc_conf_t  *slcf;
+
+    static ngx_str_t  cancelled = ngx_string("cancelled by a command");
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
+    zone = slcf->control->data;
+
+    ngx_http_streaming_out_init(&out, r->pool);
+
+    conflict = NULL;
+    n = 0;
+
+    ngx_http_streaming_store_lock(zone);
+
+    st = ngx_http_streaming_store_find_locked(zone, id->data, id->len);
+
+    if (st == NULL) {
+        ngx_http_streaming_store_unlock(zone);
+
+        return ngx_http_streaming_send_error(r, NGX_HTTP_NOT_FOUND,
+                                             "INVALID_STREAM",
+                                             "no such stream");
+    }
+
+    from = st->status;
+
+    switch (msg->command) {
+
+    case NGX_HTTP_STREAMING_CMD_PAUSE:
+        if (from != NGX_HTTP_STREAMING_ACTIVE) {
+            conflict = "only an active stream can be paused";
+            break;
+        }
+
+        ngx_http_streaming_store_command_locked(zone, st,
+                                                NGX_HTTP_STREAMING_PAUSED);
+        break;
+
+    case NGX_HTTP_STREAMING_CMD_RESUME:
+        if (from != NGX_HTTP_STREAMING_PAUSED) {
+            conflict = "only a paused stream can be resumed";
+            break;
+        }
+
+        ngx_http_streaming_store_command_locked(zone, st,
+                                                NGX_HTTP_STREAMING_ACTIVE);
+        break;
+
+    case NGX_HTTP_STREAMING_CMD_CANCEL:
+        if (from != NGX_HTTP_STREAMING_ACTIVE
+            && from != NGX_HTTP_STREAMING_PAUSED)
+        {
+            conflict = "the stream has already ended";
+            break;
+        }
+
+        ngx_http_streaming_store_finish_locked(zone, st,
+                                               NGX_HTTP_STREAMING_CANCELLED,
+                                               NULL, &cancelled);
+        break;
+
+    case NGX_HTTP_STREAMING_CMD_ACK:
+        rc = ngx_http_streaming_store_ack_locked(zone, st,
+                                                 &msg->subscriber_id,
+                                                 msg->sequence, &conflict);
+        if (rc == NGX_DECLINED) {
+            ngx_http_streaming_store_unlock(zone);
+
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "streaming: ack for \"%V\" refused: %s", id,
+                          conflict);
+
+            return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 "INVALID_MESSAGE", conflict);
+        }
+
+        if (rc == NGX_OK) {
+            conflict = NULL;
+        }
+
+        break;
+
+    default: /* GET */
+        break;
+    }
+
+    if (msg->command && conflict == NULL) {
+        n = ngx_http_streaming_store_pids_locked(st, pids);
+
+        if (st->producer && st->producer != ngx_pid) {
+            for (i = 0; i < n && pids[i] != st->producer; i++) {
+                /* void */
+            }
+
+            if (i == n) {
+                pids[n++] = st->producer;
+            }
+        }
+    }
+
+    ngx_http_streaming_status_stream(&out, st);
+    ngx_http_streaming_out_literal(&out, "\n");
+
+    ngx_http_streaming_store_unlock(zone);
+
+    if (conflict) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "streaming: command refused for \"%V\" (%V): %s",
+                      id, &ngx_http_streaming_status_names[from], conflict);
+
+        return ngx_http_streaming_send_error(r, NGX_HTTP_CONFLICT,
+                                             "INVALID_STATE", conflict);
+    }
+
+    if (msg->command) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "streaming: stream \"%V\": %s", id,
+                      ngx_http_streaming_command_names[msg->command]);
+
+        ngx_http_streaming_ring(zone, pids, n);
+    }
+
+    if (out.failed) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_streaming_send(r, NGX_HTTP_OK,
+                                   &ngx_http_streaming_control_type,
+                                   out.first, out.size);
+}
+
+
+/* the stream named by streaming_id, else by ?id=; NGX_DECLINED: invalid */
+static ngx_int_t
+ngx_http_streaming_control_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_http_streaming_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
+
+    id->len = 0;
+    id->data = NULL;
+
+    if (slcf->id) {
+        if (ngx_http_complex_value(r, slcf->id, id) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (ngx_http_arg(r, (u_char *) "id", 2, id) != NGX_OK) {
+        id->len = 0;
+    }
+
+    return ngx_http_streaming_id_valid(id->data, id->len) ? NGX_OK
+                                                          : NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_streaming_control_bad_id(ngx_http_request_t *r)
+{
+    return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "INVALID_ID",
+                                         "stream id must be 1-128 "
+                                         "characters of [A-Za-z0-9._~-]");
+}
