@@ -32,7 +32,16 @@ sources() {
     case "$1" in
     framing) echo "$top/src/ngx_http_streaming_framing.c" ;;
     ids)     echo "$top/src/ngx_http_streaming_ids.c" ;;
+    message) echo "$top/src/ngx_http_streaming_message.c" \
+                  "$top/t/unit/pool.c" ;;
     *) echo "unknown fuzz target $1" >&2; exit 2 ;;
+    esac
+}
+
+# and the libraries it links with
+libs() {
+    case "$1" in
+    message) echo "-ljansson" ;;
     esac
 }
 
@@ -42,7 +51,8 @@ status=0
 
 for t in $targets; do
     # shellcheck disable=SC2046,SC2086
-    clang $cflags -o "$out/fuzz_$t" "$top/t/fuzz/fuzz_$t.c" $(sources "$t")
+    clang $cflags -o "$out/fuzz_$t" "$top/t/fuzz/fuzz_$t.c" $(sources "$t") \
+        $(libs "$t")
 
     mkdir -p "$out/corpus-$t"
     echo "fuzz_$t: $seconds s"
