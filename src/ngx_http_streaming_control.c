@@ -21,9 +21,6 @@ static void ngx_http_streaming_control_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_streaming_control_post(ngx_http_request_t *r);
 static ngx_int_t ngx_http_streaming_control_apply(ngx_http_request_t *r,
     ngx_str_t *id, ngx_http_streaming_message_t *msg);
-static ngx_int_t ngx_http_streaming_control_id(ngx_http_request_t *r,
-    ngx_str_t *id);
-static ngx_int_t ngx_http_streaming_control_bad_id(ngx_http_request_t *r);
 
 
 static ngx_str_t  ngx_http_streaming_control_type =
@@ -49,9 +46,9 @@ ngx_http_streaming_control_handler(ngx_http_request_t *r)
         return NGX_HTTP_NOT_ALLOWED;
     }
 
-    if (r->method == NGX_HTTP_POST) {
-        slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
 
+    if (r->method == NGX_HTTP_POST) {
         if (r->headers_in.content_length_n > (off_t) slcf->max_chunk) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "streaming: control message of %O bytes is over "
@@ -81,10 +78,11 @@ ngx_http_streaming_control_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    rc = ngx_http_streaming_control_id(r, &id);
+    rc = ngx_http_streaming_request_id(r, slcf->id, NGX_HTTP_STREAMING_ID_ARG,
+                                      &id);
 
     if (rc != NGX_OK) {
-        return (rc == NGX_DECLINED) ? ngx_http_streaming_control_bad_id(r)
+        return (rc == NGX_DECLINED) ? ngx_http_streaming_send_bad_id(r)
                                     : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -117,10 +115,11 @@ ngx_http_streaming_control_post(ngx_http_request_t *r)
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
 
-    rc = ngx_http_streaming_control_id(r, &id);
+    rc = ngx_http_streaming_request_id(r, slcf->id, NGX_HTTP_STREAMING_ID_ARG,
+                                      &id);
 
     if (rc != NGX_OK) {
-        return (rc == NGX_DECLINED) ? ngx_http_streaming_control_bad_id(r)
+        return (rc == NGX_DECLINED) ? ngx_http_streaming_send_bad_id(r)
                                     : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -321,39 +320,4 @@ ngx_http_streaming_control_apply(ngx_http_request_t *r, ngx_str_t *id,
     return ngx_http_streaming_send(r, NGX_HTTP_OK,
                                    &ngx_http_streaming_control_type,
                                    out.first, out.size);
-}
-
-
-/* the stream named by streaming_id, else by ?id=; NGX_DECLINED: invalid */
-static ngx_int_t
-ngx_http_streaming_control_id(ngx_http_request_t *r, ngx_str_t *id)
-{
-    ngx_http_streaming_loc_conf_t  *slcf;
-
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
-
-    id->len = 0;
-    id->data = NULL;
-
-    if (slcf->id) {
-        if (ngx_http_complex_value(r, slcf->id, id) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-    } else if (ngx_http_arg(r, (u_char *) "id", 2, id) != NGX_OK) {
-        id->len = 0;
-    }
-
-    return ngx_http_streaming_id_valid(id->data, id->len) ? NGX_OK
-                                                          : NGX_DECLINED;
-}
-
-
-static ngx_int_t
-ngx_http_streaming_control_bad_id(ngx_http_request_t *r)
-{
-    return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "INVALID_ID",
-                                         "stream id must be 1-128 "
-                                         "characters of [A-Za-z0-9._~-]");
 }

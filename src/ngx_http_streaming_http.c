@@ -8,8 +8,14 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <openssl/rand.h>
+
 #include "ngx_http_streaming_json.h"
 #include "ngx_http_streaming_http.h"
+#include "ngx_http_streaming_ids.h"
+
+
+#define NGX_HTTP_STREAMING_ID_RANDOM  16
 
 
 static ngx_str_t  ngx_http_streaming_json_type =
@@ -263,6 +269,97 @@ ngx_http_streaming_read_body(ngx_http_request_t *r, ngx_str_t *body,
 
         p = ngx_cpymem(p, b->pos, b->last - b->pos);
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The stream a request names: streaming_id if set, else ?id= (with
+ * NGX_HTTP_STREAMING_ID_ARG), else 128 random bits, base64url (with
+ * NGX_HTTP_STREAMING_ID_GENERATE).  NGX_DECLINED: none, or not a valid id.
+ */
+ngx_int_t
+ngx_http_streaming_request_id(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_uint_t how, ngx_str_t *id)
+{
+    ngx_str_t  raw;
+    u_char     random[NGX_HTTP_STREAMING_ID_RANDOM];
+
+    if (cv) {
+        if (ngx_http_complex_value(r, cv, id) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return ngx_http_streaming_id_valid(id->data, id->len)
+               ? NGX_OK : NGX_DECLINED;
+    }
+
+    if ((how & NGX_HTTP_STREAMING_ID_ARG)
+        && ngx_http_arg(r, (u_char *) "id", 2, id) == NGX_OK)
+    {
+        return ngx_http_streaming_id_valid(id->data, id->len)
+               ? NGX_OK : NGX_DECLINED;
+    }
+
+    if (!(how & NGX_HTTP_STREAMING_ID_GENERATE)) {
+        ngx_str_null(id);
+        return NGX_DECLINED;
+    }
+
+    if (RAND_bytes(random, sizeof(random)) != 1) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "streaming: RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    id->data = ngx_pnalloc(r->pool, ngx_base64_encoded_length(sizeof(random)));
+    if (id->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    raw.data = random;
+    raw.len = sizeof(random);
+
+    ngx_encode_base64url(id, &raw);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_streaming_send_bad_id(ngx_http_request_t *r)
+{
+    return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "INVALID_ID",
+                                         "stream id must be 1-128 "
+                                         "characters of [A-Za-z0-9._~-]");
+}
+
+
+/* a query argument, percent-decoded into the request's pool */
+ngx_int_t
+ngx_http_streaming_arg_unescaped(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    u_char     *dst, *src;
+    ngx_str_t   arg;
+
+    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &arg) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    value->data = ngx_pnalloc(r->pool, arg.len);
+    if (value->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst = value->data;
+    src = arg.data;
+
+    ngx_unescape_uri(&dst, &src, arg.len, NGX_UNESCAPE_URI);
+
+    value->len = dst - value->data;
 
     return NGX_OK;
 }

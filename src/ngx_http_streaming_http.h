@@ -16,6 +16,11 @@
 /* request helpers shared by the module's handlers */
 
 
+#define NGX_HTTP_STREAMING_ID_ARG       0x01    /* ?id= */
+#define NGX_HTTP_STREAMING_ID_GENERATE  0x02    /* a random one */
+
+
+
 ngx_table_elt_t *ngx_http_streaming_header_in(ngx_http_request_t *r,
     const char *name, size_t len);
 ngx_int_t ngx_http_streaming_set_header(ngx_http_request_t *r,
@@ -27,6 +32,11 @@ ngx_int_t ngx_http_streaming_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 ngx_int_t ngx_http_streaming_read_body(ngx_http_request_t *r,
     ngx_str_t *body, size_t max);
+ngx_int_t ngx_http_streaming_request_id(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_uint_t how, ngx_str_t *id);
+ngx_int_t ngx_http_streaming_send_bad_id(ngx_http_request_t *r);
+ngx_int_t ngx_http_streaming_arg_unescaped(ngx_http_request_t *r,
+    const char *name, ngx_str_t *value);
 
 
 #endif /* _NGX_HTTP_STREAMING_HTTP_H_INCLUDED_ */

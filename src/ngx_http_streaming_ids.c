@@ -34,6 +34,26 @@ ngx_http_streaming_id_valid(u_char *id, size_t len)
 }
 
 
+/* an error code a publisher gives: 1-32 characters of [A-Z0-9_] */
+ngx_int_t
+ngx_http_streaming_code_valid(u_char *code, size_t len)
+{
+    u_char  *p, *last;
+
+    if (len == 0 || len > NGX_HTTP_STREAMING_CODE_LEN) {
+        return 0;
+    }
+
+    for (p = code, last = code + len; p < last; p++) {
+        if ((*p < 'A' || *p > 'Z') && (*p < '0' || *p > '9') && *p != '_') {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 /* "<streamId>:<sequence>" or "<streamId>:<sequence>:<token>" */
 ngx_int_t
 ngx_http_streaming_last_event_id(ngx_str_t *value, ngx_str_t *id,

@@ -21,10 +21,14 @@
 
 #define NGX_HTTP_STREAMING_ID_MAX        128
 #define NGX_HTTP_STREAMING_MAX_SEQUENCE  0x7fffffffffffffffULL
+#define NGX_HTTP_STREAMING_CODE_LEN      32
 
 
 /* 1 if 1-128 characters of [A-Za-z0-9._~-], else 0 */
 ngx_int_t ngx_http_streaming_id_valid(u_char *id, size_t len);
+
+/* 1 if 1-32 characters of [A-Z0-9_] (an error code), else 0 */
+ngx_int_t ngx_http_streaming_code_valid(u_char *code, size_t len);
 
 /* "<streamId>:<sequence>[:<token>]": NGX_OK or NGX_DECLINED */
 ngx_int_t ngx_http_streaming_last_event_id(ngx_str_t *value, ngx_str_t *id,

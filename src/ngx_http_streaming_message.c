@@ -98,6 +98,11 @@ static ngx_http_streaming_message_member_t
                                       NGX_HTTP_STREAMING_MESSAGE_ID_MAX);
 
 static ngx_http_streaming_message_member_t
+    ngx_http_streaming_message_content_type =
+    ngx_http_streaming_message_member("contentType", "contentType",
+                                      NGX_HTTP_STREAMING_MESSAGE_TYPE_MAX);
+
+static ngx_http_streaming_message_member_t
     ngx_http_streaming_message_token =
     ngx_http_streaming_message_member("token", "params.token", 0);
 
@@ -265,6 +270,61 @@ ngx_http_streaming_message_parse(ngx_pool_t *pool, u_char *p, size_t len,
  * The size bound comes first; jansson bounds the nesting (2048 levels) and
  * checks UTF-8, NULs, duplicate keys and trailing bytes.
  */
+/*
+ * A publisher's PUT body: {"contentType":..., "totalSize":..., "metadata":
+ * {...}}, every member optional; an empty body is no metadata.  *total is
+ * -1 when absent.
+ */
+ngx_int_t
+ngx_http_streaming_publish_meta_parse(ngx_pool_t *pool, u_char *p,
+    size_t len, ngx_str_t *content_type, int64_t *total, const char **err)
+{
+    json_t     *root, *metadata;
+    uint64_t    n;
+    ngx_int_t   rc;
+
+    ngx_str_null(content_type);
+    *total = -1;
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_streaming_message_load(p, len, &root, err);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_streaming_message_string(pool, root,
+                                       &ngx_http_streaming_message_content_type,
+                                       0, content_type, err);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_streaming_message_integer(root, "totalSize",
+                          "\"totalSize\" must be an integer from 0 to 2^53",
+                          &n, err);
+
+        if (rc == NGX_OK) {
+            *total = (int64_t) n;
+        }
+
+        rc = (rc == NGX_DONE) ? NGX_OK : rc;
+    }
+
+    metadata = json_object_get(root, "metadata");
+
+    if (rc == NGX_OK && metadata && !json_is_object(metadata)) {
+        *err = "\"metadata\" must be an object";
+        rc = NGX_DECLINED;
+    }
+
+    json_decref(root);
+
+    return rc;
+}
+
+
 static ngx_int_t
 ngx_http_streaming_message_load(u_char *p, size_t len, json_t **root,
     const char **err)

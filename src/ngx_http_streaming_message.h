@@ -35,6 +35,9 @@
 /* a longer message is declined before it is parsed */
 #define NGX_HTTP_STREAMING_MESSAGE_MAX          65536
 
+/* a publisher's contentType: 1 to this many bytes */
+#define NGX_HTTP_STREAMING_MESSAGE_TYPE_MAX     127
+
 /* streamId and subscriberId: 1 to this many bytes */
 #define NGX_HTTP_STREAMING_MESSAGE_ID_MAX       128
 
@@ -91,6 +94,13 @@ ngx_int_t ngx_http_streaming_control_parse(ngx_pool_t *pool, u_char *p,
     size_t len, ngx_http_streaming_message_t *msg, const char **err);
 ngx_int_t ngx_http_streaming_message_parse(ngx_pool_t *pool, u_char *p,
     size_t len, ngx_http_streaming_message_t *msg, const char **err);
+
+/*
+ * A publisher's PUT body (optional members contentType, totalSize,
+ * metadata); NGX_DECLINED with *err as above.
+ */
+ngx_int_t ngx_http_streaming_publish_meta_parse(ngx_pool_t *pool, u_char *p,
+    size_t len, ngx_str_t *content_type, int64_t *total, const char **err);
 
 
 #endif /* _NGX_HTTP_STREAMING_MESSAGE_H_INCLUDED_ */

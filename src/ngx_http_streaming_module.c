@@ -15,6 +15,7 @@
 #include "ngx_http_streaming_subscriber.h"
 #include "ngx_http_streaming_status.h"
 #include "ngx_http_streaming_control.h"
+#include "ngx_http_streaming_publish.h"
 
 
 #define NGX_HTTP_STREAMING_DEFAULT_BUFFER        (256 * 1024)
@@ -197,6 +198,13 @@ static ngx_command_t  ngx_http_streaming_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_streaming_loc_conf_t, control),
       ngx_http_streaming_control_handler },
+
+    { ngx_string("streaming_publish"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_streaming_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_streaming_loc_conf_t, publish),
+      ngx_http_streaming_publish_handler },
 
     { ngx_string("streaming_status"),
       NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,

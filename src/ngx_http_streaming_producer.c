@@ -8,7 +8,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/rand.h>
 
 #include "ngx_http_streaming_conf.h"
 #include "ngx_http_streaming_framing.h"
@@ -22,7 +21,6 @@
 /* r->buffered is 4 bits wide; 0x08 is free of nginx's own flags */
 #define NGX_HTTP_STREAMING_BUFFERED  0x08
 
-#define NGX_HTTP_STREAMING_ID_RANDOM  16
 
 /* the producer is not read: a subscriber's backlog, or the pause command */
 #define ngx_http_streaming_producer_held(st)                                 \
@@ -75,8 +73,6 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_streaming_producer_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_streaming_producer_id(ngx_http_request_t *r,
-    ngx_http_streaming_loc_conf_t *slcf, ngx_str_t *id);
 static void ngx_http_streaming_producer_body_read(ngx_http_request_t *r);
 static void ngx_http_streaming_producer_cleanup(void *data);
 static ngx_int_t ngx_http_streaming_producer_header_filter(
@@ -244,7 +240,8 @@ ngx_http_streaming_producer_handler(ngx_http_request_t *r)
         }
     }
 
-    rc = ngx_http_streaming_producer_id(r, slcf, &id);
+    rc = ngx_http_streaming_request_id(r, slcf->id,
+                                     NGX_HTTP_STREAMING_ID_GENERATE, &id);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -368,43 +365,6 @@ ngx_http_streaming_producer_body_read(ngx_http_request_t *r)
 }
 
 
-/* NGX_OK, NGX_DECLINED for an invalid id, NGX_ERROR */
-static ngx_int_t
-ngx_http_streaming_producer_id(ngx_http_request_t *r,
-    ngx_http_streaming_loc_conf_t *slcf, ngx_str_t *id)
-{
-    ngx_str_t  raw;
-    u_char     random[NGX_HTTP_STREAMING_ID_RANDOM];
-
-    if (slcf->id) {
-        if (ngx_http_complex_value(r, slcf->id, id) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        return ngx_http_streaming_id_valid(id->data, id->len)
-               ? NGX_OK : NGX_DECLINED;
-    }
-
-    /* 128 random bits, base64url: 22 characters */
-
-    if (RAND_bytes(random, sizeof(random)) != 1) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "streaming: RAND_bytes() failed");
-        return NGX_ERROR;
-    }
-
-    id->data = ngx_pnalloc(r->pool, ngx_base64_encoded_length(sizeof(random)));
-    if (id->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    raw.data = random;
-    raw.len = sizeof(random);
-
-    ngx_encode_base64url(id, &raw);
-
-    return NGX_OK;
-}
 
 
 /* the request is gone: a stream it still produced ends here */
