@@ -71,6 +71,7 @@ typedef struct {
     size_t                          max_chunk;
     size_t                          send_buffer;
     ngx_uint_t                      window;
+    ngx_str_t                       secret;
 } ngx_http_streaming_loc_conf_t;
 
 

@@ -185,6 +185,7 @@ ngx_http_streaming_control_apply(ngx_http_request_t *r, ngx_str_t *id,
     ngx_http_streaming_message_t *msg)
 {
     ngx_int_t                       rc;
+    ngx_str_t                       token;
     ngx_pid_t                       pids[NGX_HTTP_STREAMING_PIDS * 2 + 1];
     ngx_uint_t                      n, i, from;
     const char                     *conflict;
@@ -213,6 +214,15 @@ ngx_http_streaming_control_apply(ngx_http_request_t *r, ngx_str_t *id,
         return ngx_http_streaming_send_error(r, NGX_HTTP_NOT_FOUND,
                                              "INVALID_STREAM",
                                              "no such stream");
+    }
+
+    rc = ngx_http_streaming_token_check(r, &slcf->secret, id, st->nonce,
+                                        NULL, &token);
+    if (rc != NGX_OK) {
+        ngx_http_streaming_store_unlock(zone);
+
+        return (rc == NGX_DECLINED) ? ngx_http_streaming_send_forbidden(r)
+                                    : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     from = st->status;

@@ -8,6 +8,9 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "ngx_http_streaming_json.h"
@@ -362,4 +365,146 @@ ngx_http_streaming_arg_unescaped(ngx_http_request_t *r, const char *name,
     value->len = dst - value->data;
 
     return NGX_OK;
+}
+
+
+/*
+ * The stream's token: base64url(HMAC-SHA256(secret, id + the stream's
+ * random nonce)), so that a reused id never accepts an old token.
+ */
+ngx_int_t
+ngx_http_streaming_token(ngx_pool_t *pool, ngx_str_t *secret, ngx_str_t *id,
+    u_char *nonce, ngx_str_t *token)
+{
+    u_char        *data;
+    ngx_str_t      raw;
+    unsigned int   len;
+    u_char         md[EVP_MAX_MD_SIZE];
+
+    data = ngx_pnalloc(pool, id->len + NGX_HTTP_STREAMING_NONCE_LEN);
+    if (data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(data, id->data, id->len), nonce,
+               NGX_HTTP_STREAMING_NONCE_LEN);
+
+    len = 0;
+
+    if (HMAC(EVP_sha256(), secret->data, (int) secret->len, data,
+             id->len + NGX_HTTP_STREAMING_NONCE_LEN, md, &len)
+        == NULL)
+    {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "streaming: HMAC() failed");
+        return NGX_ERROR;
+    }
+
+    token->data = ngx_pnalloc(pool, ngx_base64_encoded_length(len));
+    if (token->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    raw.data = md;
+    raw.len = len;
+
+    ngx_encode_base64url(token, &raw);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether the request presents the token "expected": in Last-Event-ID
+ * ("given", from its third part), "Authorization: Bearer", "Stream-Token"
+ * or ?token=.  Compared in constant time.
+ */
+ngx_int_t
+ngx_http_streaming_token_presented(ngx_http_request_t *r, ngx_str_t *given,
+    ngx_str_t *expected)
+{
+    ngx_str_t         token;
+    ngx_table_elt_t  *h;
+
+    token.len = 0;
+
+    if (given && given->len) {
+        token = *given;
+
+    } else if (r->headers_in.authorization
+               && r->headers_in.authorization->value.len > 7
+               && ngx_strncasecmp(r->headers_in.authorization->value.data,
+                                  (u_char *) "Bearer ", 7) == 0)
+    {
+        token.data = r->headers_in.authorization->value.data + 7;
+        token.len = r->headers_in.authorization->value.len - 7;
+
+    } else {
+        h = ngx_http_streaming_header_in(r, "Stream-Token", 12);
+
+        if (h) {
+            token = h->value;
+
+        } else if (ngx_http_arg(r, (u_char *) "token", 5, &token) != NGX_OK) {
+            token.len = 0;
+        }
+    }
+
+    if (token.len != expected->len || token.len == 0
+        || CRYPTO_memcmp(token.data, expected->data, token.len) != 0)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "streaming: %s token for the stream",
+                      token.len ? "wrong" : "no");
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_streaming_send_forbidden(ngx_http_request_t *r)
+{
+    return ngx_http_streaming_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                         "the stream's token is missing or "
+                                         "wrong");
+}
+
+
+ngx_int_t
+ngx_http_streaming_set_token(ngx_http_request_t *r, ngx_str_t *token)
+{
+    static ngx_str_t  name = ngx_string("Stream-Token");
+
+    if (token->len == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_streaming_set_header(r, &name, token);
+}
+
+
+/*
+ * With streaming_secret set: NGX_OK when the request presents the
+ * stream's token (then in *token), NGX_DECLINED when not (403); without
+ * one, NGX_OK and an empty token.
+ */
+ngx_int_t
+ngx_http_streaming_token_check(ngx_http_request_t *r, ngx_str_t *secret,
+    ngx_str_t *id, u_char *nonce, ngx_str_t *given, ngx_str_t *token)
+{
+    ngx_str_null(token);
+
+    if (secret->len == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_streaming_token(r->pool, secret, id, nonce, token)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_streaming_token_presented(r, given, token);
 }

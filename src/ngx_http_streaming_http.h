@@ -19,6 +19,8 @@
 #define NGX_HTTP_STREAMING_ID_ARG       0x01    /* ?id= */
 #define NGX_HTTP_STREAMING_ID_GENERATE  0x02    /* a random one */
 
+#define NGX_HTTP_STREAMING_NONCE_LEN    16      /* a stream's nonce */
+
 
 
 ngx_table_elt_t *ngx_http_streaming_header_in(ngx_http_request_t *r,
@@ -37,6 +39,16 @@ ngx_int_t ngx_http_streaming_request_id(ngx_http_request_t *r,
 ngx_int_t ngx_http_streaming_send_bad_id(ngx_http_request_t *r);
 ngx_int_t ngx_http_streaming_arg_unescaped(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
+ngx_int_t ngx_http_streaming_token(ngx_pool_t *pool, ngx_str_t *secret,
+    ngx_str_t *id, u_char *nonce, ngx_str_t *token);
+ngx_int_t ngx_http_streaming_token_presented(ngx_http_request_t *r,
+    ngx_str_t *given, ngx_str_t *expected);
+ngx_int_t ngx_http_streaming_token_check(ngx_http_request_t *r,
+    ngx_str_t *secret, ngx_str_t *id, u_char *nonce, ngx_str_t *given,
+    ngx_str_t *token);
+ngx_int_t ngx_http_streaming_send_forbidden(ngx_http_request_t *r);
+ngx_int_t ngx_http_streaming_set_token(ngx_http_request_t *r,
+    ngx_str_t *token);
 
 
 #endif /* _NGX_HTTP_STREAMING_HTTP_H_INCLUDED_ */

@@ -85,6 +85,29 @@ ngx_http_streaming_last_event_id(ngx_str_t *value, ngx_str_t *id,
 }
 
 
+/* the <token> of "<streamId>:<sequence>:<token>"; empty when none */
+void
+ngx_http_streaming_last_event_token(ngx_str_t *value, ngx_str_t *token)
+{
+    u_char  *p, *last;
+
+    last = value->data + value->len;
+    token->len = 0;
+    token->data = NULL;
+
+    p = ngx_strlchr(value->data, last, ':');
+
+    if (p) {
+        p = ngx_strlchr(p + 1, last, ':');
+    }
+
+    if (p) {
+        token->data = p + 1;
+        token->len = last - token->data;
+    }
+}
+
+
 /* a sequence number: decimal digits, no sign, no overflow */
 ngx_int_t
 ngx_http_streaming_sequence(ngx_str_t *s, uint64_t *n)

@@ -34,6 +34,9 @@ ngx_int_t ngx_http_streaming_code_valid(u_char *code, size_t len);
 ngx_int_t ngx_http_streaming_last_event_id(ngx_str_t *value, ngx_str_t *id,
     uint64_t *sequence);
 
+/* the <token> of "<streamId>:<sequence>:<token>"; empty when none */
+void ngx_http_streaming_last_event_token(ngx_str_t *value, ngx_str_t *token);
+
 /* decimal digits, no sign, at most NGX_HTTP_STREAMING_MAX_SEQUENCE */
 ngx_int_t ngx_http_streaming_sequence(ngx_str_t *s, uint64_t *n);
 

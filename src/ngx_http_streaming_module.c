@@ -62,6 +62,8 @@ static char *ngx_http_streaming_subscribe(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_streaming_conf_number(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_streaming_conf_secret(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_streaming_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_shm_zone_t *ngx_http_streaming_use_zone(ngx_conf_t *cf,
@@ -183,6 +185,13 @@ static ngx_command_t  ngx_http_streaming_commands[] = {
       ngx_http_streaming_conf_size,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_streaming_loc_conf_t, send_buffer),
+      NULL },
+
+    { ngx_string("streaming_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_streaming_conf_secret,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_streaming_loc_conf_t, secret),
       NULL },
 
     { ngx_string("streaming_subscribe"),
@@ -432,6 +441,7 @@ ngx_http_streaming_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_STREAMING_DEFAULT_SEND_BUFFER);
     ngx_conf_merge_uint_value(conf->window, prev->window,
                               NGX_HTTP_STREAMING_DEFAULT_WINDOW);
+    ngx_conf_merge_str_value(conf->secret, prev->secret, "");
 
     if (conf->framing == NGX_HTTP_STREAMING_FRAMING_BYTES
         && conf->bytes_size > conf->max_chunk)
@@ -914,6 +924,23 @@ ngx_http_streaming_conf_number(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return ngx_conf_set_num_slot(cf, cmd, conf);
+}
+
+
+/* an HMAC key: not empty */
+static char *
+ngx_http_streaming_conf_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return ngx_http_streaming_conf_invalid(cf, cmd);
+    }
+
+    return ngx_conf_set_str_slot(cf, cmd, conf);
 }
 
 

@@ -190,6 +190,7 @@ ngx_http_streaming_producer_handler(ngx_http_request_t *r)
             sn.format = NGX_CONF_UNSET_UINT;
             sn.last_event_id = 1;
             sn.producer = 1;
+            ngx_http_streaming_last_event_token(&h->value, &sn.token);
 
             rc = ngx_http_discard_request_body(r);
 
@@ -312,6 +313,16 @@ ngx_http_streaming_producer_handler(ngx_http_request_t *r)
 
     ctx->created = 1;
     ctx->req.id = id;
+
+    if (slcf->secret.len
+        && ngx_http_streaming_token(r->pool, &slcf->secret, &id, ctx->nonce,
+                                    &ctx->req.token)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->enc.token = ctx->req.token;
 
     ctx->enc.stream_id = id;
     ctx->enc.format = slcf->format;
@@ -551,6 +562,7 @@ ngx_http_streaming_producer_header_filter(ngx_http_request_t *r)
     }
 
     if (ngx_http_streaming_set_header(r, &stream_id, &ctx->req.id) != NGX_OK
+        || ngx_http_streaming_set_token(r, &ctx->req.token) != NGX_OK
         || ngx_http_streaming_set_no_cache(r) != NGX_OK)
     {
         return NGX_ERROR;

@@ -41,8 +41,12 @@ static ngx_int_t ngx_http_streaming_publish_new_locked(
     ngx_str_t *type, int64_t total, ngx_http_streaming_stream_t **st);
 static ngx_int_t ngx_http_streaming_publish_refused(ngx_http_request_t *r,
     ngx_http_streaming_zone_t *zone, ngx_str_t *id, ngx_int_t rc);
+static ngx_int_t ngx_http_streaming_publish_token(ngx_http_request_t *r,
+    ngx_str_t *secret, ngx_str_t *id, ngx_http_streaming_stream_t *st,
+    ngx_str_t *token);
 static ngx_int_t ngx_http_streaming_publish_answer(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_http_streaming_out_t *out, ngx_str_t *id);
+    ngx_uint_t status, ngx_http_streaming_out_t *out, ngx_str_t *id,
+    ngx_str_t *token);
 
 
 static ngx_str_t  ngx_http_streaming_publish_json =
@@ -164,13 +168,16 @@ static ngx_int_t
 ngx_http_streaming_publish_create(ngx_http_request_t *r,
     ngx_http_streaming_zone_t *zone, ngx_str_t *id, ngx_str_t *body)
 {
-    int64_t                       total;
-    ngx_int_t                     rc;
-    ngx_str_t                     type;
-    const char                   *err;
-    ngx_http_streaming_out_t      out;
-    ngx_http_streaming_stream_t  *st;
+    int64_t                         total;
+    ngx_int_t                       rc;
+    ngx_str_t                       type, token;
+    const char                     *err;
+    ngx_http_streaming_out_t        out;
+    ngx_http_streaming_stream_t    *st;
+    ngx_http_streaming_loc_conf_t  *slcf;
 
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
+    ngx_str_null(&token);
     err = NULL;
 
     rc = ngx_http_streaming_publish_meta_parse(r->pool, body->data,
@@ -194,7 +201,16 @@ ngx_http_streaming_publish_create(ngx_http_request_t *r,
     rc = ngx_http_streaming_publish_new_locked(r, zone, id, &type, total,
                                                &st);
 
+    if (rc == NGX_OK) {
+        rc = ngx_http_streaming_publish_token(r, &slcf->secret, id, st,
+                                              &token);
+    }
+
     ngx_http_streaming_store_unlock(zone);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     if (rc != NGX_OK) {
         return ngx_http_streaming_publish_refused(r, zone, id, rc);
@@ -206,9 +222,16 @@ ngx_http_streaming_publish_create(ngx_http_request_t *r,
     ngx_http_streaming_out_init(&out, r->pool);
     ngx_http_streaming_out_literal(&out, "{\"streamId\":");
     ngx_http_streaming_out_json_str(&out, id);
+
+    if (token.len) {
+        ngx_http_streaming_out_literal(&out, ",\"token\":");
+        ngx_http_streaming_out_json_str(&out, &token);
+    }
+
     ngx_http_streaming_out_literal(&out, "}\n");
 
-    return ngx_http_streaming_publish_answer(r, NGX_HTTP_CREATED, &out, id);
+    return ngx_http_streaming_publish_answer(r, NGX_HTTP_CREATED, &out, id,
+                                             &token);
 }
 
 
@@ -219,15 +242,18 @@ ngx_http_streaming_publish_append(ngx_http_request_t *r,
 {
     uint64_t                      sequence;
     ngx_int_t                     rc;
-    ngx_str_t                     value, type;
+    ngx_str_t                     value, type, token;
     ngx_pid_t                     pids[NGX_HTTP_STREAMING_PIDS * 2];
     ngx_uint_t                    final, n, status;
     ngx_table_elt_t              *h;
     ngx_http_streaming_out_t      out;
     ngx_http_streaming_stream_t  *st;
+    ngx_http_streaming_loc_conf_t  *slcf;
 
     static ngx_str_t  retry = ngx_string("Retry-After");
     static ngx_str_t  retry_value = ngx_string(NGX_HTTP_STREAMING_RETRY_AFTER);
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
 
     final = 0;
 
@@ -261,6 +287,21 @@ ngx_http_streaming_publish_append(ngx_http_request_t *r,
             ngx_http_streaming_store_unlock(zone);
             return ngx_http_streaming_publish_refused(r, zone, id, rc);
         }
+
+        /* its creator gets the token */
+        rc = ngx_http_streaming_publish_token(r, &slcf->secret, id, st,
+                                              &token);
+
+    } else {
+        rc = ngx_http_streaming_token_check(r, &slcf->secret, id, st->nonce,
+                                            NULL, &token);
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_streaming_store_unlock(zone);
+
+        return (rc == NGX_DECLINED) ? ngx_http_streaming_send_forbidden(r)
+                                    : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     status = st->status;
@@ -333,7 +374,8 @@ ngx_http_streaming_publish_append(ngx_http_request_t *r,
     ngx_http_streaming_out_init(&out, r->pool);
     ngx_http_streaming_out_printf(&out, "{\"sequence\":%uL}\n", sequence);
 
-    return ngx_http_streaming_publish_answer(r, NGX_HTTP_ACCEPTED, &out, id);
+    return ngx_http_streaming_publish_answer(r, NGX_HTTP_ACCEPTED, &out, id,
+                                             &token);
 }
 
 
@@ -468,11 +510,15 @@ static ngx_int_t
 ngx_http_streaming_publish_end(ngx_http_request_t *r,
     ngx_http_streaming_zone_t *zone, ngx_str_t *id)
 {
-    ngx_str_t                     value, code, message, *pc, *pm;
-    ngx_pid_t                     pids[NGX_HTTP_STREAMING_PIDS * 2];
-    ngx_uint_t                    status, n, i;
-    ngx_http_streaming_out_t      out;
-    ngx_http_streaming_stream_t  *st;
+    ngx_int_t                       rc;
+    ngx_str_t                       value, code, message, token, *pc, *pm;
+    ngx_pid_t                       pids[NGX_HTTP_STREAMING_PIDS * 2];
+    ngx_uint_t                      status, n, i;
+    ngx_http_streaming_out_t        out;
+    ngx_http_streaming_stream_t    *st;
+    ngx_http_streaming_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
 
     static ngx_str_t  default_code = ngx_string("PUBLISHER_ERROR");
 
@@ -541,6 +587,15 @@ ngx_http_streaming_publish_end(ngx_http_request_t *r,
                                              "no such stream");
     }
 
+    rc = ngx_http_streaming_token_check(r, &slcf->secret, id, st->nonce,
+                                        NULL, &token);
+    if (rc != NGX_OK) {
+        ngx_http_streaming_store_unlock(zone);
+
+        return (rc == NGX_DECLINED) ? ngx_http_streaming_send_forbidden(r)
+                                    : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (st->status != NGX_HTTP_STREAMING_ACTIVE
         && st->status != NGX_HTTP_STREAMING_PAUSED)
     {
@@ -565,7 +620,8 @@ ngx_http_streaming_publish_end(ngx_http_request_t *r,
                   "streaming: publisher ended \"%V\": %V", id,
                   &ngx_http_streaming_status_names[status]);
 
-    return ngx_http_streaming_publish_answer(r, NGX_HTTP_OK, &out, id);
+    return ngx_http_streaming_publish_answer(r, NGX_HTTP_OK, &out, id,
+                                             &token);
 }
 
 
@@ -640,9 +696,24 @@ ngx_http_streaming_publish_refused(ngx_http_request_t *r,
 }
 
 
+/* a new stream's token, when a secret is set */
+static ngx_int_t
+ngx_http_streaming_publish_token(ngx_http_request_t *r, ngx_str_t *secret,
+    ngx_str_t *id, ngx_http_streaming_stream_t *st, ngx_str_t *token)
+{
+    ngx_str_null(token);
+
+    if (secret->len == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_streaming_token(r->pool, secret, id, st->nonce, token);
+}
+
+
 static ngx_int_t
 ngx_http_streaming_publish_answer(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_http_streaming_out_t *out, ngx_str_t *id)
+    ngx_http_streaming_out_t *out, ngx_str_t *id, ngx_str_t *token)
 {
     if (out->failed) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -651,7 +722,8 @@ ngx_http_streaming_publish_answer(ngx_http_request_t *r, ngx_uint_t status,
     if (ngx_http_streaming_set_header(r,
                                       &ngx_http_streaming_publish_stream_id,
                                       id)
-        != NGX_OK)
+        != NGX_OK
+        || ngx_http_streaming_set_token(r, token) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -24,6 +24,7 @@ struct ngx_http_streaming_piece_s {
     ngx_uint_t                      refs;       /* buffers, +1 if cached */
     size_t                          len;
     u_char                          nonce[16];
+    ngx_str_t                       token;      /* in ids: into data */
     u_char                          data[1];
 };
 
@@ -81,7 +82,11 @@ ngx_http_streaming_share_chunk(ngx_http_streaming_out_t *out,
     if (p == NULL
         || p->sequence != sequence
         || p->format != enc->format
-        || ngx_memcmp(p->nonce, nonce, 16) != 0)
+        || ngx_memcmp(p->nonce, nonce, 16) != 0
+        || p->token.len != enc->token.len
+        || (enc->token.len
+            && ngx_memcmp(p->token.data, enc->token.data, enc->token.len)
+               != 0))
     {
         if (p) {
             ngx_http_streaming_pieces[slot] = NULL;
@@ -222,8 +227,8 @@ ngx_http_streaming_share_encode(ngx_http_streaming_encoder_t *enc,
     p = NULL;
 
     if (!out->failed && size) {
-        p = ngx_alloc(offsetof(ngx_http_streaming_piece_t, data) + size,
-                      ngx_cycle->log);
+        p = ngx_alloc(offsetof(ngx_http_streaming_piece_t, data) + size
+                      + enc->token.len, ngx_cycle->log);
     }
 
     if (p) {
@@ -237,6 +242,14 @@ ngx_http_streaming_share_encode(ngx_http_streaming_encoder_t *enc,
 
         for (cl = out->first; cl; cl = cl->next) {
             d = ngx_cpymem(d, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
+
+        /* a location with streaming_secret puts the token in ids */
+        p->token.data = d;
+        p->token.len = enc->token.len;
+
+        if (enc->token.len) {
+            ngx_memcpy(d, enc->token.data, enc->token.len);
         }
     }
 

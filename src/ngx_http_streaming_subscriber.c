@@ -154,6 +154,7 @@ ngx_http_streaming_subscriber_handler(ngx_http_request_t *r)
 
         sn.id = lid;
         sn.last_event_id = 1;
+        ngx_http_streaming_last_event_token(&h->value, &sn.token);
 
     } else if (ngx_http_arg(r, (u_char *) "from", 4, &value) == NGX_OK
                || ngx_http_arg(r, (u_char *) "starting_after", 14, &value)
@@ -232,7 +233,7 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
 {
     uint64_t                              start;
     ngx_int_t                             rc;
-    ngx_str_t                            *type, id, subscriber;
+    ngx_str_t                            *type, id, subscriber, token;
     ngx_uint_t                            finished, framing;
     ngx_pool_cleanup_t                   *cln;
     ngx_http_streaming_sub_t             *sub;
@@ -263,6 +264,7 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
 
     ngx_memzero(&init, sizeof(ngx_http_streaming_init_msg_t));
     ngx_str_null(&subscriber);
+    ngx_str_null(&token);
 
     ngx_http_streaming_store_lock(zone);
 
@@ -279,6 +281,15 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
         return ngx_http_streaming_send_error(r, NGX_HTTP_NOT_FOUND,
                                              "INVALID_STREAM",
                                              "no such stream");
+    }
+
+    rc = ngx_http_streaming_token_check(r, &slcf->secret, &id, st->nonce,
+                                        &sn->token, &token);
+    if (rc != NGX_OK) {
+        ngx_http_streaming_store_unlock(zone);
+
+        return (rc == NGX_DECLINED) ? ngx_http_streaming_send_forbidden(r)
+                                    : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     finished = (st->status != NGX_HTTP_STREAMING_ACTIVE
@@ -364,6 +375,7 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     ngx_http_streaming_store_unlock(zone);
 
     ctx->req.id = id;
+    ctx->req.token = token;
     ctx->req.resumed_from = (start > 0) ? (int64_t) start : -1;
     ctx->req.first_chunk_ms = -1;
     ctx->req.sequence = start;
@@ -374,6 +386,7 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     ctx->conf = slcf;
 
     ctx->enc.stream_id = id;
+    ctx->enc.token = token;
     ctx->enc.sse = (framing == NGX_HTTP_STREAMING_FRAMING_SSE);
 
     if (sn->format != NGX_CONF_UNSET_UINT) {
@@ -424,7 +437,9 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_streaming_set_no_cache(r) != NGX_OK) {
+    if (ngx_http_streaming_set_no_cache(r) != NGX_OK
+        || ngx_http_streaming_set_token(r, &token) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -42,6 +42,7 @@ typedef struct {
     uint64_t                        start;      /* a sequence, or START_* */
     ngx_uint_t                      format;     /* NGX_CONF_UNSET_UINT: by
                                                    the stream's framing */
+    ngx_str_t                       token;      /* from Last-Event-ID */
     unsigned                        last_event_id:1;
     unsigned                        acks:1;     /* ?ack=1: paced by acks */
     unsigned                        producer:1; /* a producer location's

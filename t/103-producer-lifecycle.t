@@ -411,6 +411,14 @@ my @bad = (
     [ 'streaming_max_chunk 0;', loc => qr/streaming_max_chunk\b.*"0"/ ],
     [ 'streaming_send_buffer -1;', loc => qr/streaming_send_buffer\b.*"-1"/ ],
     [ 'streaming_send_buffer 0;', loc => qr/streaming_send_buffer\b.*"0"/ ],
+    [ 'streaming_window 0;', loc => qr/streaming_window\b.*"0"/ ],
+    [ 'streaming_window -3;', loc => qr/streaming_window\b.*"-3"/ ],
+    [ 'streaming_window lots;', loc => qr/streaming_window\b.*"lots"/ ],
+    [ 'streaming_secret "";', loc => qr/streaming_secret\b.*""/ ],
+    [ 'streaming_control nozone;', loc => qr/nozone/ ],
+    [ 'streaming_publish nozone;', loc => qr/nozone/ ],
+    [ 'streaming_control llm; streaming_control llm;', loc =>
+      qr/"streaming_control" directive is duplicate/ ],
     [ 'streaming_zone z abc;', http => qr/streaming_zone\b.*"abc"/ ],
     [ 'streaming_zone z 1m max_streams=abc;', http =>
       qr/streaming_zone\b.*"max_streams=abc"/ ],
