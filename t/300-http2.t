@@ -61,6 +61,15 @@ server {
     location = /status {
         streaming_status;
     }
+
+    location = /pub {
+        streaming_publish llm;
+        streaming_max_chunk 64k;
+    }
+
+    location = /ctl {
+        streaming_control llm;
+    }
 }
 EOF
 $t->start;
@@ -183,6 +192,50 @@ for my $case ([ 'TLS', "-k --http2 --resolve localhost:${\ $t->port(2)}:127.0.0.
         is_deeply(\@seq, [ 1 .. ($fmts[$i] eq 'ndjson' ? 44 : 43) ],
                   "$name: subscriber $i ($fmts[$i]): in order, once");
     }
+}
+
+# publish and control over HTTP/2: request bodies (DATA frames, one of
+# them larger than the initial window) are read whole before acting
+for my $case ([ 'TLS', "-k --http2 --resolve localhost:${\ $t->port(2)}:127.0.0.1", $tls ],
+              [ 'h2c', '--http2-prior-knowledge', $h2c ])
+{
+    my ($name, $flags, $base) = @$case;
+    my $id = "h2-pub-$name";
+    my ($rc, $out) = curl("$flags -i -X PUT -d ''", "'$base/pub?id=$id'");
+    like($out, qr{^HTTP/2 201}m, "$name: PUT over HTTP/2: 201");
+
+    open my $big, '>', "$p/big-$name.txt" or die $!;
+    print $big 'z' x 40000;
+    close $big;
+    ($rc, $out) = curl("$flags -H 'Content-Type: text/plain'",
+                       "--data-binary \@$p/big-$name.txt",
+                       "'$base/pub?id=$id'");
+    is(eval { json_decode($out)->{sequence} }, 1,
+       "$name: a 40000-byte POST is one chunk") or diag $out;
+
+    ($rc, $out) = curl($flags, "--data-binary \@$p/big-$name.txt",
+                       "-H 'Content-Type: text/plain'",
+                       "-w '%{http_code}'", "-o /dev/null",
+                       "'$base/pub?id=$id&final=1'");
+    is($out, '202', "$name: final POST: 202");
+
+    ($rc, $out) = curl($flags, "'$base/sub?id=$id&format=ndjson'");
+    my @m = eval { parse_ndjson($out) };
+    is_deeply([ map { length $_->{payload}{data} }
+                grep { $_->{type} eq 'stream-chunk' } @m ],
+              [ 40000, 40000, 0 ], "$name: both chunks whole, then the end");
+
+    ($rc, $out) = curl($flags, "-d '{\"command\":\"pause\"}'",
+                       "-w ' %{http_code}'", "'$base/ctl?id=$id'");
+    like($out, qr/INVALID_STATE.* 409$/s, "$name: control over HTTP/2: 409");
+
+    ($rc, $out) = curl($flags, "-d '{\"command\":'", "-w ' %{http_code}'",
+                       "'$base/ctl?id=$id'");
+    like($out, qr/INVALID_MESSAGE.* 400$/s, "$name: a truncated command: 400");
+
+    ($rc, $out) = curl($flags, "-X DELETE", "-w ' %{http_code}'",
+                       "'$base/pub?id=$id'");
+    like($out, qr/ 409$/, "$name: DELETE of an ended stream: 409");
 }
 
 # a client that resets its HTTP/2 stream mid-generation cancels the producer
