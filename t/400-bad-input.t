@@ -39,6 +39,18 @@ location /sub {
 location = /status {
     streaming_status;
 }
+location = /ctl {
+    streaming_control llm;
+    streaming_max_chunk 16k;
+}
+location = /pub {
+    streaming_publish llm;
+    streaming_max_chunk 16k;
+}
+location = /tok {
+    streaming_subscribe llm;
+    streaming_secret s;
+}
 EOF
 $t->start;
 
@@ -170,6 +182,61 @@ for my $b (@bodies) {
     my @l = eval { parse_ndjson($r->{body}) };
     my $id = @l ? json_encode($l[0]{id}) : '(nothing)';
     like($id, qr/^(?:$want)$/, "jsonrpc, $name: id $id");
+}
+
+# --- control and publish -------------------------------------------------------
+
+my @control = (
+    [ 'not JSON', 'pause', 400, 'INVALID_MESSAGE' ],
+    [ 'invalid UTF-8', qq({"command":"pa\xffuse"}), 400, 'INVALID_MESSAGE' ],
+    [ 'NUL escape', '{"command":"pause\u0000"}', 400, 'INVALID_MESSAGE' ],
+    [ 'deeply nested', '{"command":"pause","x":' . ('[' x 5000)
+                       . (']' x 5000) . '}', 400, 'INVALID_MESSAGE' ],
+    [ 'duplicate member', '{"command":"pause","command":"cancel"}', 400,
+      'INVALID_MESSAGE' ],
+    [ 'huge sequence', '{"command":"ack","sequence":1e400,"subscriberId":"1"}',
+      400, 'INVALID_MESSAGE' ],
+    [ 'an id too long', '{"command":"ack","sequence":1,"subscriberId":"'
+                        . ('9' x 200) . '"}', 400, 'INVALID_MESSAGE' ],
+    [ 'over streaming_max_chunk', '{"command":"pause","r":"' . ('a' x 17000)
+                                  . '"}', 413, 'PAYLOAD_TOO_LARGE' ],
+    [ 'a finished stream', '{"command":"pause"}', 409, 'INVALID_STATE' ],
+);
+for my $c (@control) {
+    my ($name, $body, $status, $code) = @$c;
+    $r = $t->post('/ctl?id=keep', $body);
+    is($r->{status}, $status, "control, $name: $status");
+    is(error_code($r), $code, "control, $name: $code");
+}
+for my $m (qw(PUT PATCH OPTIONS)) {
+    is($t->http($m, '/ctl?id=keep', body => 'x')->{status}, 405,
+       "control $m: 405");
+}
+is($t->get('/ctl?id=' . ('x' x 129))->{status}, 400, 'control: id too long');
+
+my @publish = (
+    [ 'PUT', '/pub?id=keep', '', 409, 'STREAM_EXISTS' ],
+    [ 'POST', '/pub?id=keep', 'more', 409, 'INVALID_STATE' ],
+    [ 'PUT', '/pub?id=a%20b', '', 400, 'INVALID_ID' ],
+    [ 'PUT', '/pub?id=m1', '{"totalSize":1.5}', 400, 'INVALID_MESSAGE' ],
+    [ 'PUT', '/pub?id=m1', "{\"contentType\":\"\xc3(\"}", 400, 'INVALID_MESSAGE' ],
+    [ 'POST', '/pub?id=m1', 'x' x 17000, 413, 'PAYLOAD_TOO_LARGE' ],
+    [ 'DELETE', '/pub?id=m1', '', 404, 'INVALID_STREAM' ],
+    [ 'DELETE', '/pub?id=keep&status=error&code=' . ('A' x 33), '', 400,
+      'INVALID_MESSAGE' ],
+);
+for my $c (@publish) {
+    my ($m, $path, $body, $status, $code) = @$c;
+    $r = $t->http($m, $path, body => $body);
+    is($r->{status}, $status, "publish $m $path: $status");
+    is(error_code($r), $code, "publish $m: $code");
+}
+is($t->get('/ctl?id=m1')->{status}, 404, 'publish: nothing was created');
+
+for my $tok ('', 'x' x 43, 'x' x 5000, '%00', "a\x01b") {
+    my $r = $t->get('/tok?id=keep&from=0',
+                    headers => { 'Stream-Token' => $tok });
+    is($r->{status}, 403, 'a bad token (' . length($tok) . ' bytes): 403');
 }
 
 # --- broken requests -----------------------------------------------------------
