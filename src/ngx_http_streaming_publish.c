@@ -347,6 +347,12 @@ ngx_http_streaming_publish_append(ngx_http_request_t *r,
                                                NULL, NULL);
     }
 
+    if (rc == NGX_OK && slcf->checkpoint
+        && st->updated - st->checkpoint_time >= slcf->checkpoint)
+    {
+        ngx_http_streaming_store_checkpoint_locked(st, st->updated);
+    }
+
     if (rc == NGX_OK && final) {
         ngx_http_streaming_store_finish_locked(zone, st,
                                                NGX_HTTP_STREAMING_COMPLETED,

@@ -351,6 +351,7 @@ void
 ngx_http_streaming_status_stream(ngx_http_streaming_out_t *out,
     ngx_http_streaming_stream_t *st)
 {
+    int64_t    remaining;
     ngx_str_t  s;
 
     s.data = st->id;
@@ -379,6 +380,14 @@ ngx_http_streaming_status_stream(ngx_http_streaming_out_t *out,
                                   (uint64_t) ngx_min(st->bytes * 100
                                                  / (uint64_t) st->total_size,
                                                  100));
+        }
+
+        remaining = ngx_http_streaming_store_remaining_ms(st);
+
+        if (remaining >= 0) {
+            ngx_http_streaming_out_printf(out,
+                                          ",\"estimatedRemainingMs\":%L",
+                                          remaining);
         }
     }
 

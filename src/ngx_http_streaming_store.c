@@ -748,6 +748,36 @@ ngx_http_streaming_store_finish_locked(ngx_http_streaming_zone_t *zone,
 }
 
 
+/*
+ * How long until the stream is whole, at the rate it has come so far: -1
+ * without a known total or any bytes yet.
+ */
+int64_t
+ngx_http_streaming_store_remaining_ms(ngx_http_streaming_stream_t *st)
+{
+    uint64_t  elapsed;
+
+    if (st->total_size < 0 || st->bytes == 0) {
+        return -1;
+    }
+
+    if (st->status != NGX_HTTP_STREAMING_ACTIVE
+        && st->status != NGX_HTTP_STREAMING_PAUSED)
+    {
+        return (st->status == NGX_HTTP_STREAMING_COMPLETED) ? 0 : -1;
+    }
+
+    if ((uint64_t) st->total_size <= st->bytes) {
+        return 0;
+    }
+
+    elapsed = (st->updated > st->created) ? st->updated - st->created : 1;
+
+    return (int64_t) (((uint64_t) st->total_size - st->bytes)
+                      * elapsed / st->bytes);
+}
+
+
 /* pause or resume: a change that counts as activity for idle_timeout */
 void
 ngx_http_streaming_store_command_locked(ngx_http_streaming_zone_t *zone,

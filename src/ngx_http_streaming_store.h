@@ -248,6 +248,8 @@ ngx_uint_t ngx_http_streaming_store_pids_locked(
 void ngx_http_streaming_store_set_status_locked(
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
     ngx_uint_t status);
+int64_t ngx_http_streaming_store_remaining_ms(
+    ngx_http_streaming_stream_t *st);
 void ngx_http_streaming_store_command_locked(
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_stream_t *st,
     ngx_uint_t status);

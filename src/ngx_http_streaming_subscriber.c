@@ -42,6 +42,7 @@ typedef struct {
     ngx_http_streaming_chunk_t       *chunk;    /* the last handed */
     uint64_t                          cursor;
     ngx_uint_t                        seen;     /* status last reported */
+    uint64_t                          checkpoint; /* its time, reported */
 
     ngx_http_streaming_encoder_t      enc;
     ngx_http_streaming_out_t          out;
@@ -354,6 +355,7 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     ctx->sub = sub;
     ctx->cursor = start;
     ctx->seen = st->status;
+    ctx->checkpoint = st->checkpoint_time;
 
     if (sn->acks) {
         sub->acks = 1;
@@ -816,13 +818,18 @@ ngx_http_streaming_subscriber_deliver_some(
     {
         end = (ctx->cursor >= st->sequence);
 
-    } else if (st->status != ctx->seen) {
+    } else if (st->status != ctx->seen
+               || (st->checkpoint_time != ctx->checkpoint
+                   && ctx->cursor >= st->checkpoint_sequence))
+    {
+        /* a new state, or a checkpoint it has caught up with */
         report = 1;
     }
 
     if (end || report) {
         ngx_http_streaming_status_msg(st, &msg);
         ctx->seen = st->status;
+        ctx->checkpoint = st->checkpoint_time;
 
         if (msg.code.len) {
             msg.code.data = ngx_pstrdup(r->pool, &msg.code);
@@ -1135,7 +1142,7 @@ ngx_http_streaming_status_msg(ngx_http_streaming_stream_t *st,
     msg->status = ngx_http_streaming_status_names[st->status];
     msg->bytes = st->bytes;
     msg->total_size = st->total_size;
-    msg->remaining_ms = -1;
+    msg->remaining_ms = ngx_http_streaming_store_remaining_ms(st);
     msg->checkpoint = 1;
     msg->checkpoint_sequence = st->checkpoint_sequence;
     msg->checkpoint_bytes = st->checkpoint_bytes;
