@@ -196,6 +196,48 @@ sub state_of {
     is($r->{json}{sequence}, 2, 'stored as 2: nothing lost');
 }
 
+# --- commands on a publisher's stream: subscribers see them ------------------
+
+{
+    $t->put('/pub?id=cx1', '');
+    my $s = $t->stream('GET', '/sub?id=cx1&format=ndjson', timeout => 10);
+    $s->read_headers(3);
+    $t->post('/pub?id=cx1', 'one');
+    is(j($t->post('/ctl?id=cx1', '{"command":"pause"}'))->{status}, 200,
+       'pause a publisher\'s stream');
+    my @m;
+    my $seen = sub {
+        my ($status) = @_;
+        my $until = time + 5 * $F;
+        while (time < $until) {
+            push @m, map { json_decode($_) } $s->read_lines(1000, 0.05);
+            return 1 if grep { $_->{type} eq 'stream-status'
+                               && $_->{payload}{status} eq $status } @m;
+        }
+        return 0;
+    };
+    ok($seen->('paused'), 'the subscriber sees paused');
+    is(j($t->post('/ctl?id=cx1', '{"command":"resume"}'))->{status}, 200,
+       'resume it');
+    ok($seen->('active'), 'the subscriber sees active');
+    my $r = j($t->post('/ctl?id=cx1', '{"command":"cancel"}'));
+    is($r->{json}{status}, 'cancelled', 'cancel it');
+    my $deadline = time + 5 * $F;
+    while (time < $deadline && !$s->complete) {
+        push @m, map { json_decode($_) } $s->read_lines(1000, 0.05);
+    }
+    is_deeply([ map { $_->{payload}{status} }
+                grep { $_->{type} eq 'stream-status' } @m ],
+              [ 'paused', 'active', 'cancelled' ],
+              'the subscriber saw paused, active, cancelled');
+    my @c = grep { $_->{type} eq 'stream-chunk' } @m;
+    is_deeply([ map { $_->{payload}{data} } @c ], [ 'one', '' ],
+              'its chunk, then the final one');
+    $r = j($t->post('/pub?id=cx1', 'two'));
+    is($r->{status}, 409, 'POST to a cancelled stream: 409');
+    $s->close;
+}
+
 # --- full under pause: an acking subscriber's closed window holds it ------------
 
 {
