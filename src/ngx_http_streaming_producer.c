@@ -539,7 +539,11 @@ ngx_http_streaming_producer_header_filter(ngx_http_request_t *r)
         st->total_size = r->headers_out.content_length_n;
         st->type_len = (u_char) ngx_min(r->headers_out.content_type.len,
                                         NGX_HTTP_STREAMING_TYPE_MAX);
-        ngx_memcpy(st->type, r->headers_out.content_type.data, st->type_len);
+
+        if (st->type_len) {
+            ngx_memcpy(st->type, r->headers_out.content_type.data,
+                       st->type_len);
+        }
     }
 
     ngx_http_streaming_store_unlock(ctx->zone);

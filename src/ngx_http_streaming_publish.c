@@ -660,7 +660,10 @@ ngx_http_streaming_publish_new_locked(ngx_http_request_t *r,
     st->framing = (u_char) framing;
     st->total_size = total;
     st->type_len = (u_char) ngx_min(type->len, NGX_HTTP_STREAMING_TYPE_MAX);
-    ngx_memcpy(st->type, type->data, st->type_len);
+
+    if (st->type_len) {
+        ngx_memcpy(st->type, type->data, st->type_len);
+    }
 
     *stp = st;
 
