@@ -34,6 +34,9 @@ sources() {
     ids)     echo "$top/src/ngx_http_streaming_ids.c" ;;
     message) echo "$top/src/ngx_http_streaming_message.c" \
                   "$top/t/unit/pool.c" ;;
+    ws)      echo "$top/src/ngx_http_streaming_ws.c" \
+                  "$top/src/ngx_http_streaming_framing.c" \
+                  "$top/t/unit/sha1.c" ;;
     *) echo "unknown fuzz target $1" >&2; exit 2 ;;
     esac
 }
