@@ -8,7 +8,6 @@
 use strict;
 use warnings;
 use Test::More;
-use IO::Socket::IP;
 use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
@@ -29,53 +28,13 @@ $t->start;
 
 sub zone { json_decode($t->get('/status?format=json')->{body})->{zones}{churn} }
 
-# sends the requests on one connection, returns [ status, body ] of each
-sub pipeline {
-    my (@reqs) = @_;
-    my $s = IO::Socket::IP->new(PeerAddr => '127.0.0.1',
-                                PeerPort => $t->port, Timeout => 10)
-        or die "connect: $@";
-    my @out;
-    while (my @batch = splice @reqs, 0, 200) {
-        my $bytes = join '', map {
-            my ($m, $path, $body) = @$_;
-            "$m $path HTTP/1.1\r\nHost: x\r\nContent-Length: "
-            . length($body) . "\r\n\r\n$body"
-        } @batch;
-        syswrite($s, $bytes) == length $bytes or die "write: $!";
-        my $buf = '';
-        my $want = @batch;
-        my $deadline = time + 20 * $F;
-        while ($want && time < $deadline) {
-            if ($buf =~ /\A(HTTP\/1\.1 (\d+)[^\r]*\r\n(?:[^\r]+\r\n)*?)\r\n/) {
-                my ($head, $status) = ($1, $2);
-                my ($len) = $head =~ /^Content-Length: (\d+)/mi;
-                $len //= 0;
-                if (length $buf >= length($head) + 2 + $len) {
-                    my $body = substr($buf, length($head) + 2, $len);
-                    substr($buf, 0, length($head) + 2 + $len) = '';
-                    push @out, [ $status, $body ];
-                    $want--;
-                    next;
-                }
-            }
-            my $n = sysread($s, my $chunk, 65536);
-            last unless $n;
-            $buf .= $chunk;
-        }
-        die "pipeline: $want answers missing" if $want;
-    }
-    close $s;
-    return @out;
-}
-
 my $base = zone();
 is($base->{streams}{active}, 0, 'an empty zone');
 
 for my $round (1, 2) {
 
     # live streams until the zone is full
-    my @live = pipeline(map { [ 'POST', "/pub?id=live-$round-$_", 'x' x 200 ] }
+    my @live = $t->pipeline(map { [ 'POST', "/pub?id=live-$round-$_", 'x' x 200 ] }
                         1 .. 3000);
     my @ok = grep { $_->[0] == 202 } @live;
     my @full = grep { $_->[0] == 503 } @live;
@@ -92,13 +51,13 @@ for my $round (1, 2) {
     is($st->{sequence}, 1, "round $round: a live stream still holds its chunk");
 
     # they end; then 10,000 streams created and finished through the zone
-    my @end = pipeline(map { [ 'DELETE', "/pub?id=live-$round-$_", '' ] }
+    my @end = $t->pipeline(map { [ 'DELETE', "/pub?id=live-$round-$_", '' ] }
                        1 .. scalar @ok);
     is(scalar(grep { $_->[0] == 200 } @end), scalar @ok,
        "round $round: the live ones end");
 
     my $t0 = time;
-    my @done = pipeline(map { [ 'POST', "/pub?id=done-$round-$_&final=1",
+    my @done = $t->pipeline(map { [ 'POST', "/pub?id=done-$round-$_&final=1",
                                 'y' x 100 ] } 1 .. $N);
     my $took = time - $t0;
     is(scalar(grep { $_->[0] == 202 } @done), $N,

@@ -1006,6 +1006,49 @@ sub delete { my ($self, $path, %o) = @_;        $self->http('DELETE', $path, %o)
 sub post   { my ($self, $path, $body, %o) = @_; $self->http('POST', $path, %o, body => $body) }
 sub put    { my ($self, $path, $body, %o) = @_; $self->http('PUT',  $path, %o, body => $body) }
 
+# Many requests on one keepalive connection, sent 200 at a time without
+# waiting (pipelined): [ method, path, body ] each; returns [ status, body ]
+# of each answer, in order.  Dies when answers are missing.
+sub pipeline {
+    my ($self, @reqs) = @_;
+    my $s = IO::Socket::IP->new(PeerAddr => '127.0.0.1',
+                                PeerPort => $self->port, Timeout => 10)
+        or croak "pipeline: connect: $@";
+    my @out;
+    while (my @batch = splice @reqs, 0, 200) {
+        my $bytes = join '', map {
+            my ($m, $path, $body) = @$_;
+            $body //= '';
+            "$m $path HTTP/1.1\r\nHost: localhost\r\nContent-Length: "
+            . length($body) . "\r\n\r\n$body"
+        } @batch;
+        syswrite($s, $bytes) == length $bytes or croak "pipeline: write: $!";
+        my $buf = '';
+        my $want = @batch;
+        my $deadline = time + 20 * $self->{factor};
+        while ($want && time < $deadline) {
+            if ($buf =~ /\A(HTTP\/1\.1 (\d+)[^\r]*\r\n(?:[^\r]+\r\n)*?)\r\n/) {
+                my ($head, $status) = ($1, $2);
+                my ($len) = $head =~ /^Content-Length: (\d+)/mi;
+                my $end = length($head) + 2 + ($len // 0);
+                if (length $buf >= $end) {
+                    push @out, [ $status, substr($buf, length($head) + 2,
+                                                 $len // 0) ];
+                    substr($buf, 0, $end) = '';
+                    $want--;
+                    next;
+                }
+            }
+            my $n = sysread($s, my $chunk, 65536);
+            last unless $n;
+            $buf .= $chunk;
+        }
+        croak "pipeline: $want answers missing" if $want;
+    }
+    close $s;
+    return @out;
+}
+
 # ---------------------------------------------------------------------------
 # Clean-up
 # ---------------------------------------------------------------------------
@@ -1438,6 +1481,13 @@ timeout, and returns
 Interim 1xx responses are skipped.  A malformed chunked body dies.
 
 =item $t->get($path, %o), head, delete, post($path, $body, %o), put($path, $body, %o)
+
+=item $t->pipeline([ $method, $path, $body ], ...)
+
+Sends the requests on one keepalive connection, 200 at a time without
+waiting for answers (HTTP/1.1 pipelining), and returns C<[ status, body ]>
+of each answer in order; dies when answers are missing (20 s per batch,
+times the timeout factor).  Answers must carry C<Content-Length>.
 
 =item $t->stream($method, $path, %options)
 
