@@ -13,6 +13,8 @@
 #                   (writes build/bench/producer-results.md)
 #   make bench-fanout    fan-out to N SSE subscribers, ours vs nchan
 #                   (writes build/bench/fanout-results.md)
+#   make bench-wakeup    cross-worker wake-up latency, ours vs nchan
+#                   (writes build/bench/wakeup-results.md)
 #
 # NGINX_SRC=/path/to/nginx   build from that tree instead of apt-get source
 # TEST=t/010-zone.t          run only these tests
@@ -29,7 +31,7 @@ MOCK_CFLAGS    = -O2 -g -Wall -Wextra -Werror
 SRCS = config $(wildcard src/*.c src/*.h)
 
 .PHONY: all module mock node-deps test asan test-1.26 valgrind debug demo \
-        fuzz clean bench-tools bench-producer bench-fanout
+        fuzz clean bench-tools bench-producer bench-fanout bench-wakeup
 
 # the valgrind run: status, formats, errors, subscribers, resume, bad input
 VALGRIND_TESTS = t/011-status.t t/101-producer-formats.t \
@@ -63,6 +65,12 @@ bench-producer: module mock bench-tools
 # (writes build/bench/fanout-results.md); FANOUT_FLAGS: util/bench/fanout.pl options
 bench-fanout: module mock bench-tools
 	util/bench/fanout.pl $(FANOUT_FLAGS)
+
+# cross-worker wake-up latency, ours vs nchan (libnginx-mod-nchan)
+# (writes build/bench/wakeup-results.md); WAKEUP_FLAGS: util/bench/wakeup.pl
+# options (e.g. --reps 1, --quick)
+bench-wakeup: module mock
+	util/bench/wakeup.pl $(WAKEUP_FLAGS)
 
 # third-party clients for the interop tests (npm, versions locked)
 node-deps:

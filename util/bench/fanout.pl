@@ -4,9 +4,10 @@
 # workers, this module (`streaming` producer proxying util/mock-llm +
 # `streaming_subscribe`) against nchan (Debian's libnginx-mod-nchan, loaded
 # into the same nginx), plus replay time of retained chunks and RSS per idle
-# subscriber.
+# subscriber (each side measured in a fresh nginx of its own).
 #
 #   util/bench/fanout.pl [--subs 100,1000,5000] [--msgs 500] [--rate 100]
+#                        [--rss-subs 100,1000,5000]
 #
 # Writes build/bench/fanout-results.md (and prints it).  Everything binds to
 # 127.0.0.1; every wait is bounded.
@@ -33,6 +34,7 @@ my %o = (
     fast_subs  => 100,
     replay     => '500,10000',
     replay_reps => 3,
+    rss_subs   => undef,
     size       => 200,
     nginx      => '/usr/sbin/nginx',
     module     => "$top/build/debian/ngx_http_streaming_module.so",
@@ -48,15 +50,21 @@ GetOptions(
     'fast-subs=i' => \$o{fast_subs},
     'replay=s'    => \$o{replay},
     'replay-reps=i' => \$o{replay_reps},
+    'rss-subs=s'  => \$o{rss_subs},
     'nginx=s'     => \$o{nginx},
     'module=s'    => \$o{module},
     'nchan=s'     => \$o{nchan},
     'out=s'       => \$o{out},
 ) or die "usage: $0 [--subs N,N] [--msgs N] [--rate X] [--fast-msgs N] "
-        . "[--fast-subs N] [--replay N,N] [--replay-reps N]\n";
+        . "[--fast-subs N] [--replay N,N] [--replay-reps N] "
+        . "[--rss-subs N,N]\n";
 
 my @subs = grep { /\S/ } split /,/, $o{subs};
 die "--subs: numbers 1..8000\n" if grep { !/^\d+$/ || $_ < 1 || $_ > 8000 } @subs;
+# RSS per idle subscriber: by default for each --subs count
+my @rss_subs = grep { /\S/ } split /,/, $o{rss_subs} // $o{subs};
+die "--rss-subs: numbers 1..8000\n"
+    if grep { !/^\d+$/ || $_ < 1 || $_ > 8000 } @rss_subs;
 my @replay = grep { /\S/ } split /,/, $o{replay};
 die "--replay: numbers 1..10000\n"
     if grep { !/^\d+$/ || $_ < 1 || $_ > 10000 } @replay;
@@ -127,7 +135,7 @@ sub stop_pid {
 
 my ($mock_pid, $mock_fh, $nginx_master);
 
-sub cleanup {
+sub stop_nginx {
     if ($nginx_master && kill 0, $nginx_master) {
         kill 'QUIT', $nginx_master;
         my $end = time + 10;
@@ -135,6 +143,10 @@ sub cleanup {
         kill 'KILL', $nginx_master if kill 0, $nginx_master;
     }
     $nginx_master = undef;
+}
+
+sub cleanup {
+    stop_nginx();
     for my $p (@pids) { stop_pid($p, 'TERM', 10) }
     @pids = ();
 }
@@ -703,6 +715,65 @@ sub replay {
                  $r{stamps}, $r{status}));
 }
 
+# RSS per idle subscriber, in a fresh nginx for each side, so that memory
+# the workers kept from earlier scenarios does not hide (or add to) what N
+# subscribers cost.  The stream holds one chunk and sends nothing more while
+# they are measured; they read it (from=0 / nchan's oldest message), so
+# every one of them has had its response head and one event sent.
+sub rss_idle {
+    my ($side, $n) = @_;
+    stop_nginx();
+    @workers = start_nginx($port, $mport);
+    $errlog_pos = 0;
+    $seq++;
+    my $id = "m$seq$side";
+    my $attach_wait = 5 + $n / 500;
+    my $ramp = $n > 200 ? sprintf('%.1f', $n / 2000) : 0;
+    my %r = (side => $side, subs => $n);
+    my ($ppid, $pfh);
+    if ($side eq 'ours') {
+        # token 0 at once, token 1 only after 100 s (the producer is
+        # stopped long before)
+        my @p = load_cmd(url => "$base/pub?id=$id&tokens=2&tps=0.01&ttft=0",
+                         conns => 1, timeout => int($attach_wait + 60),
+                         method => 'POST');
+        ($ppid, $pfh) = load_start(@p);
+        $r{pcmd} = show_cmd(@p);
+        wait_stream($id, 10)
+            or push @notes, "RSS $n ours: stream $id not seen in status";
+        sleep 0.3;
+    } else {
+        my ($pp, $pr) = nchan_publish_bg($port, $id, 1, 0, 0);
+        my $p = nchan_publish_wait($pp, $pr, 30);
+        $r{pcmd} = "publisher: 1 x POST /npub?id=$id (ok $p->{ok})";
+    }
+    my $s0 = snap();
+    my $path = $side eq 'ours' ? "/sub?id=$id&from=0" : "/nsub?id=$id";
+    my @c = load_cmd(url => "$base$path", conns => $n, ramp => $ramp,
+                     timeout => int($attach_wait + 30));
+    my ($lpid, $lfh) = load_start(@c);
+    wait_fds($s0->{fd} + $n, $attach_wait);
+    sleep 0.5;
+    my $s1 = snap();
+    $r{attached} = $s1->{fd} - $s0->{fd};
+    $r{rss_per_sub} = ($s1->{rss} - $s0->{rss}) / $n;
+    $r{anon_per_sub} = ($s1->{anon} - $s0->{anon}) / $n;
+    $r{cmd} = show_cmd(@c);
+    for ([$lpid, $lfh], [$ppid, $pfh]) {
+        my ($pid, $fh) = @$_;
+        next unless $pid;
+        stop_pid($pid, 'TERM', 5);
+        close $fh;
+        @pids = grep { $_ != $pid } @pids;
+    }
+    my @l = new_log_lines("RSS $n $side");
+    $r{errlog} = scalar @l;
+    $res{$side}{"rss$n"} = \%r;
+    logp(sprintf("%-6s RSS, fresh nginx: %d subs, attached %d, %.0f B"
+                 . " (anon %.0f B) per idle subscriber", $side, $n,
+                 $r{attached}, $r{rss_per_sub}, $r{anon_per_sub}));
+}
+
 # warm-up
 fanout('ours', 'warmup', 20, 20, 100);
 fanout('nchan', 'warmup', 20, 20, 100);
@@ -736,6 +807,9 @@ my $alive = kill(0, $workers[0]) && kill(0, $workers[1]);
 my @wnow = children_of($nginx_master);
 push @notes, "nginx workers changed during the run: @workers -> @wnow"
     if "@wnow" ne "@workers";
+for my $n (@rss_subs) {
+    rss_idle($_, $n) for qw(ours nchan);
+}
 cleanup();
 new_log_lines('shutdown');
 
@@ -767,16 +841,15 @@ push @md, "One nginx (`$o{nginx}`, 2 workers, `reuseport`, so the subscribers"
     . " text/event-stream`); latency = receive time − the `\@<usec>`"
     . " CLOCK_MONOTONIC stamp written by the mock / the publisher.", '';
 push @md, "## Fan-out", '';
-push @md, "| scenario | side | subscribers attached | events received / expected | errors | p50 µs | p99 µs | max µs | nginx CPU ns / delivery | RSS B / idle subscriber (VmRSS; RssAnon) | machine busy |";
-push @md, "|---|---|---|---|---|---|---|---|---|---|---|";
+push @md, "| scenario | side | subscribers attached | events received / expected | errors | p50 µs | p99 µs | max µs | nginx CPU ns / delivery | machine busy |";
+push @md, "|---|---|---|---|---|---|---|---|---|---|";
 for my $l (@labels) {
     for my $side (qw(ours nchan)) {
         my $r = $res{$side}{$l} or next;
-        push @md, sprintf("| %s | %s | %d / %d | %d / %d | %s | %s | %s | %s | %s | %s; %s | %s%% |",
+        push @md, sprintf("| %s | %s | %d / %d | %d / %d | %s | %s | %s | %s | %s | %s%% |",
             $l, $side, $r->{attached}, $r->{subs}, $r->{stamped},
             $r->{expected}, $r->{errors} // '?', f0($r->{lat}{p50}),
             f0($r->{lat}{p99}), f0($r->{lat}{max}), f0($r->{ns_per_stamped}),
-            f0($r->{rss_per_sub}), f0($r->{anon_per_sub}),
             defined $r->{busy} ? sprintf('%.0f', 100 * $r->{busy}) : '–');
     }
 }
@@ -785,20 +858,37 @@ push @md, '', "\"events received\" counts stamped events (one per"
     . " from all-attached to all-finished ÷ stamped events received by all"
     . " subscribers. \"subscribers attached\" = new descriptors in the two"
     . " workers after the attach wait (ours: the producer's two descriptors are"
-    . " in the baseline). RSS per idle subscriber = (RSS of both workers with"
-    . " the subscribers attached and nothing sent − RSS before they attached)"
-    . " ÷ N.", '';
+    . " in the baseline).", '';
 
 push @md, "## Ratios (ours ÷ nchan; below 1 = ours is lower)", '';
-push @md, "| scenario | p50 latency | p99 latency | CPU / delivery | RSS / idle subscriber |";
-push @md, "|---|---|---|---|---|";
+push @md, "| scenario | p50 latency | p99 latency | CPU / delivery |";
+push @md, "|---|---|---|---|";
 for my $l (@labels) {
     my ($a, $b) = ($res{ours}{$l}, $res{nchan}{$l});
     next unless $a && $b;
-    push @md, sprintf("| %s | %s | %s | %s | %s |", $l,
+    push @md, sprintf("| %s | %s | %s | %s |", $l,
         ratio($a->{lat}{p50}, $b->{lat}{p50}),
         ratio($a->{lat}{p99}, $b->{lat}{p99}),
-        ratio($a->{ns_per_stamped}, $b->{ns_per_stamped}),
+        ratio($a->{ns_per_stamped}, $b->{ns_per_stamped}));
+}
+push @md, '';
+
+push @md, "## RSS per idle subscriber (a fresh nginx per side)", '';
+push @md, "For each count and side a new nginx is started (same configuration),"
+    . " a stream with one chunk is made (ours: a `streaming` request whose"
+    . " mock sends token 0 at once and token 1 only after 100 s; nchan: one"
+    . " published message), N subscribers read it (`from=0` / nchan's oldest"
+    . " message) and stay idle. RSS per idle subscriber = (VmRSS, and"
+    . " RssAnon, of both workers with the N subscribers attached − the same"
+    . " before they attached) ÷ N.", '';
+push @md, "| subscribers | ours attached | ours B (VmRSS; RssAnon) | nchan attached | nchan B (VmRSS; RssAnon) | ratio (VmRSS) |";
+push @md, "|---|---|---|---|---|---|";
+for my $n (@rss_subs) {
+    my ($a, $b) = ($res{ours}{"rss$n"}, $res{nchan}{"rss$n"});
+    next unless $a && $b;
+    push @md, sprintf("| %d | %d | %s; %s | %d | %s; %s | %s |", $n,
+        $a->{attached}, f0($a->{rss_per_sub}), f0($a->{anon_per_sub}),
+        $b->{attached}, f0($b->{rss_per_sub}), f0($b->{anon_per_sub}),
         ratio($a->{rss_per_sub}, $b->{rss_per_sub}));
 }
 push @md, '';
@@ -849,6 +939,13 @@ for my $n (@replay) {
         push @md, "# replay $n, $side";
         push @md, $r->{fill};
         push @md, "GET $r->{path} (x$o{replay_reps}, own client in fanout.pl)";
+    }
+}
+for my $n (@rss_subs) {
+    for my $side (qw(ours nchan)) {
+        my $r = $res{$side}{"rss$n"} or next;
+        push @md, "# RSS, $n idle subscribers, $side (fresh nginx)";
+        push @md, $r->{pcmd}, $r->{cmd};
     }
 }
 push @md, '```', '';
