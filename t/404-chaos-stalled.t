@@ -83,10 +83,15 @@ is_deeply(\@got, [ 1 .. 2002 ], 'the reader got every chunk and the end');
 my $after = rss_kb();
 my $growth = $after - $before;
 my $bound = int($STALLED * $SEND_BUFFER * 2 / 1024) + 8 * 1024;
-ok($growth < $bound,
-   "workers' private RSS grew by $growth KB for $STALLED stalled clients "
-   . "(bound $bound KB; 20 MB went through)");
-diag("RSS before $before KB, after $after KB");
+SKIP: {
+    # make test (the plain build) checks it; ASan and valgrind keep freed
+    # memory in quarantine on purpose
+    skip 'RSS under a sanitizer or valgrind', 1 if $t->instrumented;
+    ok($growth < $bound,
+       "workers' private RSS grew by $growth KB for $STALLED stalled clients "
+       . "(bound $bound KB; 20 MB went through)")
+        or diag("RSS before $before KB, after $after KB");
+}
 
 my $z = json_decode($t->get('/status?format=json')->{body})->{zones}{st};
 ok($z->{totals}{evicted_chunks} > 0,

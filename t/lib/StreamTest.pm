@@ -295,6 +295,14 @@ sub _cfg_accessor {
 sub module_path { _module() }
 sub binary      { _binary() }
 
+# True when nginx runs under valgrind or is built with a sanitizer: memory
+# figures (RSS) mean nothing there.
+sub instrumented {
+    return 1 if $ENV{TEST_NGINX_VALGRIND};
+    my $v = `${\ _binary()} -V 2>&1`;
+    return $v =~ /-fsanitize/ ? 1 : 0;
+}
+
 sub _subst {
     my ($self, $text) = @_;
     $text =~ s{%%PORT(\d*)%%}{ $self->port($1 eq '' ? 1 : $1) }ge;
@@ -1481,6 +1489,11 @@ timeout, and returns
 Interim 1xx responses are skipped.  A malformed chunked body dies.
 
 =item $t->get($path, %o), head, delete, post($path, $body, %o), put($path, $body, %o)
+
+=item $t->instrumented
+
+True when nginx runs under valgrind or was built with a sanitizer, where
+memory figures such as RSS mean nothing.
 
 =item $t->pipeline([ $method, $path, $body ], ...)
 
