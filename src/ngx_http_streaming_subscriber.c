@@ -461,6 +461,16 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
         return rc;
     }
 
+    /*
+     * the head goes now, not with the first chunk (postpone_output would
+     * hold it): a client of a live stream learns at once that it is in
+     */
+
+    if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR) {
+        ctx->done = 1;
+        return NGX_ERROR;
+    }
+
     init.resume_position = start;
     ngx_http_streaming_format_init(&ctx->out, &ctx->enc, &init,
                                    ngx_http_streaming_store_now());

@@ -87,6 +87,19 @@ sub state_of {
     is($t->get('/pub?id=s1')->{status}, 405, 'GET: 405');
 }
 
+# --- a live subscriber gets its head at once, before any chunk ------------
+
+{
+    # an SSE stream: passthrough, which writes nothing before the chunks
+    $t->put('/pub?id=head1', '{"contentType":"text/event-stream"}');
+    my $c = $t->stream('GET', '/sub?id=head1&from=live', timeout => 5);
+    my $h = $c->read_headers(1);
+    is($h && $h->{status}, 200,
+       'from=live on a stream with no chunk: the head comes at once');
+    $c->close;
+    $t->delete('/pub?id=head1');
+}
+
 # --- POST, live subscribers on both workers, final -------------------------
 
 {
