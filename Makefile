@@ -33,10 +33,12 @@ SRCS = config $(wildcard src/*.c src/*.h)
 .PHONY: all module mock node-deps test asan test-1.26 valgrind debug demo \
         fuzz clean bench-tools bench-producer bench-fanout bench-wakeup
 
-# the valgrind run: status, formats, errors, subscribers, resume, bad input
+# the valgrind run: status, formats, errors, subscribers, resume, bad input,
+# publish, tokens
 VALGRIND_TESTS = t/011-status.t t/101-producer-formats.t \
                  t/102-producer-errors.t t/200-subscribe.t \
-                 t/201-transparent-resume.t t/400-bad-input.t
+                 t/201-transparent-resume.t t/400-bad-input.t \
+                 t/510-publish.t t/520-secret.t
 
 all: module
 

@@ -16,6 +16,7 @@
 #include "ngx_http_streaming_status.h"
 #include "ngx_http_streaming_control.h"
 #include "ngx_http_streaming_publish.h"
+#include "ngx_http_streaming_share.h"
 
 
 #define NGX_HTTP_STREAMING_DEFAULT_BUFFER        (256 * 1024)
@@ -1170,6 +1171,8 @@ ngx_http_streaming_exit_process(ngx_cycle_t *cycle)
     for (i = 0; i < smcf->zones.nelts; i++) {
         ngx_http_streaming_subscriber_exit_process(zones[i]);
     }
+
+    ngx_http_streaming_share_exit();
 }
 
 

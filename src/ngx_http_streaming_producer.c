@@ -178,6 +178,8 @@ ngx_http_streaming_producer_handler(ngx_http_request_t *r)
     if (ctx == NULL) {
         h = ngx_http_streaming_header_in(r, "Last-Event-ID", 13);
 
+        ngx_memzero(&sn, sizeof(ngx_http_streaming_subscription_t));
+
         if (h
             && ngx_http_streaming_last_event_id(&h->value, &sn.id, &sn.start)
                == NGX_OK)

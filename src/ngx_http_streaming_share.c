@@ -189,6 +189,35 @@ ngx_http_streaming_refs_release(ngx_http_streaming_refs_t *refs)
 }
 
 
+/*
+ * The worker exits: what the cache holds is freed (the module may be
+ * unloaded, and its pointers with it).  Pieces still linked to a request's
+ * output are freed by that request.
+ */
+void
+ngx_http_streaming_share_exit(void)
+{
+    ngx_uint_t                   i;
+    ngx_http_streaming_piece_t  *p;
+
+    for (i = 0; i < NGX_HTTP_STREAMING_SHARE_SLOTS; i++) {
+        p = ngx_http_streaming_pieces[i];
+
+        if (p) {
+            ngx_http_streaming_pieces[i] = NULL;
+            ngx_http_streaming_piece_unref(p);
+        }
+    }
+
+    if (ngx_http_streaming_share_out.pool) {
+        ngx_http_streaming_out_free(&ngx_http_streaming_share_out);
+        ngx_destroy_pool(ngx_http_streaming_share_out.pool);
+        ngx_memzero(&ngx_http_streaming_share_out,
+                    sizeof(ngx_http_streaming_out_t));
+    }
+}
+
+
 static ngx_http_streaming_piece_t *
 ngx_http_streaming_share_encode(ngx_http_streaming_encoder_t *enc,
     u_char *nonce, uint64_t sequence, u_char *data, size_t len, uint64_t now)
