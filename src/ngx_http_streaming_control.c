@@ -206,23 +206,11 @@ ngx_http_streaming_control_apply(ngx_http_request_t *r, ngx_str_t *id,
 
     ngx_http_streaming_store_lock(zone);
 
-    st = ngx_http_streaming_store_find_locked(zone, id->data, id->len);
-
-    if (st == NULL) {
-        ngx_http_streaming_store_unlock(zone);
-
-        return ngx_http_streaming_send_error(r, NGX_HTTP_NOT_FOUND,
-                                             "INVALID_STREAM",
-                                             "no such stream");
-    }
-
-    rc = ngx_http_streaming_token_check(r, &slcf->secret, id, st->nonce,
-                                        NULL, &token);
+    rc = ngx_http_streaming_find_locked(r, zone, &slcf->secret, id, &st,
+                                        &token);
     if (rc != NGX_OK) {
         ngx_http_streaming_store_unlock(zone);
-
-        return (rc == NGX_DECLINED) ? ngx_http_streaming_send_forbidden(r)
-                                    : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_streaming_send_refusal(r, rc);
     }
 
     from = st->status;

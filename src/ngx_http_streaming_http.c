@@ -508,3 +508,58 @@ ngx_http_streaming_token_check(ngx_http_request_t *r, ngx_str_t *secret,
 
     return ngx_http_streaming_token_presented(r, given, token);
 }
+
+
+/*
+ * The stream a request names, with the zone locked, and the token that
+ * streaming_secret asks for: NGX_OK and *st, else the HTTP status the
+ * request gets (404, 403, 500), which the caller sends with
+ * ngx_http_streaming_send_refusal() once it has unlocked the zone.
+ */
+ngx_int_t
+ngx_http_streaming_find_locked(ngx_http_request_t *r,
+    ngx_http_streaming_zone_t *zone, ngx_str_t *secret, ngx_str_t *id,
+    ngx_http_streaming_stream_t **st, ngx_str_t *token)
+{
+    ngx_int_t  rc;
+
+    *st = ngx_http_streaming_store_find_locked(zone, id->data, id->len);
+
+    if (*st == NULL) {
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    rc = ngx_http_streaming_token_check(r, secret, id, (*st)->nonce, NULL,
+                                        token);
+
+    switch (rc) {
+
+    case NGX_OK:
+        return NGX_OK;
+
+    case NGX_DECLINED:
+        return NGX_HTTP_FORBIDDEN;
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+ngx_int_t
+ngx_http_streaming_send_refusal(ngx_http_request_t *r, ngx_int_t status)
+{
+    switch (status) {
+
+    case NGX_HTTP_NOT_FOUND:
+        return ngx_http_streaming_send_error(r, NGX_HTTP_NOT_FOUND,
+                                             "INVALID_STREAM",
+                                             "no such stream");
+
+    case NGX_HTTP_FORBIDDEN:
+        return ngx_http_streaming_send_forbidden(r);
+
+    default:
+        return status;
+    }
+}

@@ -12,6 +12,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_streaming_store.h"
+
 
 /* request helpers shared by the module's handlers */
 
@@ -47,6 +49,11 @@ ngx_int_t ngx_http_streaming_token_check(ngx_http_request_t *r,
     ngx_str_t *secret, ngx_str_t *id, u_char *nonce, ngx_str_t *given,
     ngx_str_t *token);
 ngx_int_t ngx_http_streaming_send_forbidden(ngx_http_request_t *r);
+ngx_int_t ngx_http_streaming_find_locked(ngx_http_request_t *r,
+    ngx_http_streaming_zone_t *zone, ngx_str_t *secret, ngx_str_t *id,
+    ngx_http_streaming_stream_t **st, ngx_str_t *token);
+ngx_int_t ngx_http_streaming_send_refusal(ngx_http_request_t *r,
+    ngx_int_t status);
 ngx_int_t ngx_http_streaming_set_token(ngx_http_request_t *r,
     ngx_str_t *token);
 
