@@ -34,7 +34,8 @@ sub run {
         '-fsanitize=address,undefined',
         '-I', "$NGX/src/core", '-I', "$NGX/src/event",
         '-I', "$NGX/src/os/unix", '-I', "$NGX/objs", '-I', 'src',
-        '-o', "build/unit/$name", "t/unit/$name.c", @$sources,
+        '-o', "build/unit/$name", "t/unit/$name.c", 't/unit/tap.c',
+        @$sources,
         @{ $libs || [] },
     );
 

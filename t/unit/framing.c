@@ -17,6 +17,7 @@
 #include <ngx_core.h>
 
 #include "ngx_http_streaming_framing.h"
+#include "tap.h"
 
 
 #define NGX_HTTP_STREAMING_TEST_PIECES  1024
@@ -88,8 +89,6 @@ typedef struct {
 } ngx_http_streaming_test_utf8_t;
 
 
-static void ngx_http_streaming_test_ok(ngx_uint_t ok, const char *fmt, ...);
-static void ngx_http_streaming_test_diag(const char *fmt, ...);
 static void ngx_http_streaming_test_feed(ngx_uint_t framing, size_t size,
     size_t max, u_char *in, size_t len, size_t *cuts, ngx_uint_t ncuts,
     ngx_http_streaming_test_result_t *r);
@@ -130,8 +129,6 @@ static void ngx_http_streaming_test_ref_lines(u_char *in, size_t len,
 static uint64_t ngx_http_streaming_test_rand(void);
 
 
-static ngx_uint_t  ngx_http_streaming_test_n;
-static ngx_uint_t  ngx_http_streaming_test_failed;
 static uint64_t    ngx_http_streaming_test_seed = 0x5354524d46524d31ULL;
 
 
@@ -514,44 +511,6 @@ main(void)
     printf("1..%lu\n", (unsigned long) ngx_http_streaming_test_n);
 
     return ngx_http_streaming_test_failed ? 1 : 0;
-}
-
-
-static void
-ngx_http_streaming_test_ok(ngx_uint_t ok, const char *fmt, ...)
-{
-    va_list  args;
-
-    ngx_http_streaming_test_n++;
-
-    if (!ok) {
-        ngx_http_streaming_test_failed++;
-    }
-
-    printf("%sok %lu - ", ok ? "" : "not ",
-           (unsigned long) ngx_http_streaming_test_n);
-
-    va_start(args, fmt);
-    vprintf(fmt, args);
-    va_end(args);
-
-    printf("\n");
-    fflush(stdout);
-}
-
-
-static void
-ngx_http_streaming_test_diag(const char *fmt, ...)
-{
-    va_list  args;
-
-    printf("# ");
-
-    va_start(args, fmt);
-    vprintf(fmt, args);
-    va_end(args);
-
-    printf("\n");
 }
 
 

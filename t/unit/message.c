@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "ngx_http_streaming_message.h"
+#include "tap.h"
 #include "pool.h"
 
 
@@ -50,8 +51,6 @@ typedef struct {
 } ngx_http_streaming_test_case_t;
 
 
-static void ngx_http_streaming_test_ok(ngx_uint_t ok, const char *fmt, ...);
-static void ngx_http_streaming_test_diag(const char *fmt, ...);
 static ngx_int_t ngx_http_streaming_test_parse(ngx_uint_t parser, u_char *in,
     size_t len, char *line, size_t size);
 static void ngx_http_streaming_test_render(ngx_int_t rc,
@@ -69,8 +68,6 @@ static void ngx_http_streaming_test_json_failures(void);
 static void *ngx_http_streaming_test_malloc(size_t size);
 
 
-static ngx_uint_t  ngx_http_streaming_test_n;
-static ngx_uint_t  ngx_http_streaming_test_failed;
 static ngx_uint_t  ngx_http_streaming_test_json_left = (ngx_uint_t) -1;
 static ngx_uint_t  ngx_http_streaming_test_json_failed;
 
@@ -353,44 +350,6 @@ main(void)
     printf("1..%lu\n", (unsigned long) ngx_http_streaming_test_n);
 
     return ngx_http_streaming_test_failed ? 1 : 0;
-}
-
-
-static void
-ngx_http_streaming_test_ok(ngx_uint_t ok, const char *fmt, ...)
-{
-    va_list  args;
-
-    ngx_http_streaming_test_n++;
-
-    if (!ok) {
-        ngx_http_streaming_test_failed++;
-    }
-
-    printf("%sok %lu - ", ok ? "" : "not ",
-           (unsigned long) ngx_http_streaming_test_n);
-
-    va_start(args, fmt);
-    vprintf(fmt, args);
-    va_end(args);
-
-    printf("\n");
-    fflush(stdout);
-}
-
-
-static void
-ngx_http_streaming_test_diag(const char *fmt, ...)
-{
-    va_list  args;
-
-    printf("# ");
-
-    va_start(args, fmt);
-    vprintf(fmt, args);
-    va_end(args);
-
-    printf("\n");
 }
 
 

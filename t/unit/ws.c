@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "ngx_http_streaming_ws.h"
+#include "tap.h"
 
 
 #define NGX_HTTP_STREAMING_TEST_FRAMES  8
@@ -81,8 +82,6 @@ typedef struct {
 } ngx_http_streaming_test_result_t;
 
 
-static void ngx_http_streaming_test_ok(ngx_uint_t ok, const char *fmt, ...);
-static void ngx_http_streaming_test_diag(const char *fmt, ...);
 static size_t ngx_http_streaming_test_build(u_char *out,
     ngx_http_streaming_test_frame_t *f, ngx_uint_t i);
 static void ngx_http_streaming_test_feed(u_char *in, size_t len, size_t max,
@@ -109,8 +108,6 @@ static void ngx_http_streaming_test_sha1(void);
 static uint64_t ngx_http_streaming_test_rand(void);
 
 
-static ngx_uint_t  ngx_http_streaming_test_n;
-static ngx_uint_t  ngx_http_streaming_test_failed;
 static uint64_t    ngx_http_streaming_test_seed = 0x57534652414d4531ULL;
 static u_char      ngx_http_streaming_test_xs[NGX_HTTP_STREAMING_TEST_XS];
 
@@ -420,44 +417,6 @@ main(void)
     printf("1..%lu\n", (unsigned long) ngx_http_streaming_test_n);
 
     return ngx_http_streaming_test_failed ? 1 : 0;
-}
-
-
-static void
-ngx_http_streaming_test_ok(ngx_uint_t ok, const char *fmt, ...)
-{
-    va_list  args;
-
-    ngx_http_streaming_test_n++;
-
-    if (!ok) {
-        ngx_http_streaming_test_failed++;
-    }
-
-    printf("%sok %lu - ", ok ? "" : "not ",
-           (unsigned long) ngx_http_streaming_test_n);
-
-    va_start(args, fmt);
-    vprintf(fmt, args);
-    va_end(args);
-
-    printf("\n");
-    fflush(stdout);
-}
-
-
-static void
-ngx_http_streaming_test_diag(const char *fmt, ...)
-{
-    va_list  args;
-
-    printf("# ");
-
-    va_start(args, fmt);
-    vprintf(fmt, args);
-    va_end(args);
-
-    printf("\n");
 }
 
 
