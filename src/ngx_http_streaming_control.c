@@ -19,6 +19,8 @@
 
 static void ngx_http_streaming_control_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_streaming_control_post(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_streaming_control_pids_locked(
+    ngx_http_streaming_stream_t *st, ngx_pid_t *pids);
 static ngx_int_t ngx_http_streaming_control_apply(ngx_http_request_t *r,
     ngx_str_t *id, ngx_http_streaming_message_t *msg);
 
@@ -26,7 +28,7 @@ static ngx_int_t ngx_http_streaming_control_apply(ngx_http_request_t *r,
 static ngx_str_t  ngx_http_streaming_control_type =
     ngx_string("application/json");
 
-static const char  *ngx_http_streaming_command_names[] = {
+const char  *ngx_http_streaming_command_names[] = {
     "state", "pause", "resume", "cancel", "ack"
 };
 
@@ -176,6 +178,88 @@ ngx_http_streaming_control_post(ngx_http_request_t *r)
 
 
 /*
+ * Carries out pause, resume or cancel on a stream (the zone locked):
+ * NULL, or why the stream's state refuses it.  pids gets the workers to
+ * ring (NGX_HTTP_STREAMING_PIDS * 2 + 1 of them at most).
+ */
+const char *
+ngx_http_streaming_control_locked(ngx_http_streaming_zone_t *zone,
+    ngx_http_streaming_stream_t *st, ngx_uint_t command, ngx_pid_t *pids,
+    ngx_uint_t *n)
+{
+    ngx_uint_t  from;
+
+    static ngx_str_t  cancelled = ngx_string("cancelled by a command");
+
+    from = st->status;
+    *n = 0;
+
+    switch (command) {
+
+    case NGX_HTTP_STREAMING_CMD_PAUSE:
+        if (from != NGX_HTTP_STREAMING_ACTIVE) {
+            return "only an active stream can be paused";
+        }
+
+        ngx_http_streaming_store_command_locked(zone, st,
+                                                NGX_HTTP_STREAMING_PAUSED);
+        break;
+
+    case NGX_HTTP_STREAMING_CMD_RESUME:
+        if (from != NGX_HTTP_STREAMING_PAUSED) {
+            return "only a paused stream can be resumed";
+        }
+
+        ngx_http_streaming_store_command_locked(zone, st,
+                                                NGX_HTTP_STREAMING_ACTIVE);
+        break;
+
+    case NGX_HTTP_STREAMING_CMD_CANCEL:
+        if (from != NGX_HTTP_STREAMING_ACTIVE
+            && from != NGX_HTTP_STREAMING_PAUSED)
+        {
+            return "the stream has already ended";
+        }
+
+        ngx_http_streaming_store_finish_locked(zone, st,
+                                               NGX_HTTP_STREAMING_CANCELLED,
+                                               NULL, &cancelled);
+        break;
+
+    default:
+        return "not a command";
+    }
+
+    *n = ngx_http_streaming_control_pids_locked(st, pids);
+
+    return NULL;
+}
+
+
+/* the workers of the stream's subscribers and its producer */
+static ngx_uint_t
+ngx_http_streaming_control_pids_locked(ngx_http_streaming_stream_t *st,
+    ngx_pid_t *pids)
+{
+    ngx_uint_t  n, i;
+
+    n = ngx_http_streaming_store_pids_locked(st, pids);
+
+    if (st->producer && st->producer != ngx_pid) {
+        for (i = 0; i < n && pids[i] != st->producer; i++) {
+            /* void */
+        }
+
+        if (i == n) {
+            pids[n++] = st->producer;
+        }
+    }
+
+    return n;
+}
+
+
+/*
  * Carries out a command (none: GET) on the stream and answers with its
  * state.  The producer's worker and the subscribers' workers are rung:
  * they act on the stream's new state themselves.
@@ -187,14 +271,12 @@ ngx_http_streaming_control_apply(ngx_http_request_t *r, ngx_str_t *id,
     ngx_int_t                       rc;
     ngx_str_t                       token;
     ngx_pid_t                       pids[NGX_HTTP_STREAMING_PIDS * 2 + 1];
-    ngx_uint_t                      n, i, from;
+    ngx_uint_t                      n, from;
     const char                     *conflict;
     ngx_http_streaming_out_t        out;
     ngx_http_streaming_zone_t      *zone;
     ngx_http_streaming_stream_t    *st;
     ngx_http_streaming_loc_conf_t  *slcf;
-
-    static ngx_str_t  cancelled = ngx_string("cancelled by a command");
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
     zone = slcf->control->data;
@@ -215,42 +297,7 @@ ngx_http_streaming_control_apply(ngx_http_request_t *r, ngx_str_t *id,
 
     from = st->status;
 
-    switch (msg->command) {
-
-    case NGX_HTTP_STREAMING_CMD_PAUSE:
-        if (from != NGX_HTTP_STREAMING_ACTIVE) {
-            conflict = "only an active stream can be paused";
-            break;
-        }
-
-        ngx_http_streaming_store_command_locked(zone, st,
-                                                NGX_HTTP_STREAMING_PAUSED);
-        break;
-
-    case NGX_HTTP_STREAMING_CMD_RESUME:
-        if (from != NGX_HTTP_STREAMING_PAUSED) {
-            conflict = "only a paused stream can be resumed";
-            break;
-        }
-
-        ngx_http_streaming_store_command_locked(zone, st,
-                                                NGX_HTTP_STREAMING_ACTIVE);
-        break;
-
-    case NGX_HTTP_STREAMING_CMD_CANCEL:
-        if (from != NGX_HTTP_STREAMING_ACTIVE
-            && from != NGX_HTTP_STREAMING_PAUSED)
-        {
-            conflict = "the stream has already ended";
-            break;
-        }
-
-        ngx_http_streaming_store_finish_locked(zone, st,
-                                               NGX_HTTP_STREAMING_CANCELLED,
-                                               NULL, &cancelled);
-        break;
-
-    case NGX_HTTP_STREAMING_CMD_ACK:
+    if (msg->command == NGX_HTTP_STREAMING_CMD_ACK) {
         rc = ngx_http_streaming_store_ack_locked(zone, st,
                                                  &msg->subscriber_id,
                                                  msg->sequence, &conflict);
@@ -267,26 +314,12 @@ ngx_http_streaming_control_apply(ngx_http_request_t *r, ngx_str_t *id,
 
         if (rc == NGX_OK) {
             conflict = NULL;
+            n = ngx_http_streaming_control_pids_locked(st, pids);
         }
 
-        break;
-
-    default: /* GET */
-        break;
-    }
-
-    if (msg->command && conflict == NULL) {
-        n = ngx_http_streaming_store_pids_locked(st, pids);
-
-        if (st->producer && st->producer != ngx_pid) {
-            for (i = 0; i < n && pids[i] != st->producer; i++) {
-                /* void */
-            }
-
-            if (i == n) {
-                pids[n++] = st->producer;
-            }
-        }
+    } else if (msg->command) {
+        conflict = ngx_http_streaming_control_locked(zone, st, msg->command,
+                                                     pids, &n);
     }
 
     ngx_http_streaming_status_stream(&out, st);

@@ -9,12 +9,20 @@
 
 #include "ngx_http_streaming_framing.h"
 #include "ngx_http_streaming_format.h"
+#include "ngx_http_streaming_ws.h"
+
+
+/* FORMAT_WS: the message goes to enc->frame first, then framed to out */
+#define ngx_http_streaming_format_ws(out, enc)                               \
+    ((enc)->format == NGX_HTTP_STREAMING_FORMAT_WS && (out) != (enc)->frame)
 
 
 static void ngx_http_streaming_format_open(ngx_http_streaming_out_t *out,
     ngx_http_streaming_encoder_t *enc, const char *type, ngx_str_t *id);
 static void ngx_http_streaming_format_close(ngx_http_streaming_out_t *out,
     ngx_http_streaming_encoder_t *enc, uint64_t now);
+static void ngx_http_streaming_format_envelope_end(
+    ngx_http_streaming_out_t *out, uint64_t now);
 static void ngx_http_streaming_format_sse_id(ngx_http_streaming_out_t *out,
     ngx_http_streaming_encoder_t *enc, uint64_t sequence);
 static void ngx_http_streaming_format_data(ngx_http_streaming_out_t *out,
@@ -69,6 +77,13 @@ ngx_http_streaming_format_chunk(ngx_http_streaming_out_t *out,
     ngx_str_t                        value, id;
     ngx_http_streaming_sse_event_t   ev;
     u_char                           buf[NGX_INT64_LEN + 1];
+
+    if (ngx_http_streaming_format_ws(out, enc)) {
+        ngx_http_streaming_format_chunk(enc->frame, enc, sequence, data, len,
+                                        now);
+        ngx_http_streaming_format_frame(out, enc);
+        return;
+    }
 
     if (enc->format == NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH) {
         ngx_http_streaming_format_sse_id(out, enc, sequence);
@@ -148,6 +163,12 @@ ngx_http_streaming_format_final(ngx_http_streaming_out_t *out,
     ngx_str_t  id;
     u_char     buf[NGX_INT64_LEN + 1];
 
+    if (ngx_http_streaming_format_ws(out, enc)) {
+        ngx_http_streaming_format_final(enc->frame, enc, sequence, now);
+        ngx_http_streaming_format_frame(out, enc);
+        return;
+    }
+
     switch (enc->format) {
 
     case NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH:
@@ -184,6 +205,12 @@ ngx_http_streaming_format_init(ngx_http_streaming_out_t *out,
     uint64_t now)
 {
     ngx_str_t  id = ngx_string("init");
+
+    if (ngx_http_streaming_format_ws(out, enc)) {
+        ngx_http_streaming_format_init(enc->frame, enc, msg, now);
+        ngx_http_streaming_format_frame(out, enc);
+        return;
+    }
 
     if (enc->format == NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH
         || enc->format == NGX_HTTP_STREAMING_FORMAT_JSONRPC)
@@ -230,6 +257,12 @@ ngx_http_streaming_format_status(ngx_http_streaming_out_t *out,
     uint64_t now)
 {
     ngx_str_t  id = ngx_string("status");
+
+    if (ngx_http_streaming_format_ws(out, enc)) {
+        ngx_http_streaming_format_status(enc->frame, enc, msg, now);
+        ngx_http_streaming_format_frame(out, enc);
+        return;
+    }
 
     switch (enc->format) {
 
@@ -321,6 +354,7 @@ ngx_http_streaming_format_heartbeat(ngx_http_streaming_out_t *out,
         return;
 
     case NGX_HTTP_STREAMING_FORMAT_JSONRPC:
+    case NGX_HTTP_STREAMING_FORMAT_WS:      /* pings, by the socket */
         return;
 
     default:
@@ -354,6 +388,109 @@ static void
 ngx_http_streaming_format_close(ngx_http_streaming_out_t *out,
     ngx_http_streaming_encoder_t *enc, uint64_t now)
 {
+    ngx_http_streaming_format_envelope_end(out, now);
+
+    if (enc->format == NGX_HTTP_STREAMING_FORMAT_OMNI) {
+        ngx_http_streaming_out_literal(out, "\n\n");
+
+    } else if (enc->format != NGX_HTTP_STREAMING_FORMAT_WS) {
+        ngx_http_streaming_out_literal(out, "\n");
+    }
+}
+
+
+/*
+ * A "response" to a client's message (WebSocket): its correlationId, and
+ * "data" (JSON text, may be NULL) or the error.  The correlationId is in the
+ * envelope, as clients of the Omni protocol look for it, and in the payload.
+ */
+void
+ngx_http_streaming_format_response(ngx_http_streaming_out_t *out,
+    ngx_http_streaming_encoder_t *enc, ngx_str_t *correlation,
+    ngx_chain_t *data, ngx_str_t *code, ngx_str_t *message, uint64_t now)
+{
+    ngx_chain_t  *cl;
+
+    if (ngx_http_streaming_format_ws(out, enc)) {
+        ngx_http_streaming_format_response(enc->frame, enc, correlation, data,
+                                           code, message, now);
+        ngx_http_streaming_format_frame(out, enc);
+        return;
+    }
+
+    ngx_http_streaming_out_printf(out, "{\"id\":\"response:%ui\","
+                                  "\"type\":\"response\",\"correlationId\":",
+                                  ++enc->messages);
+    ngx_http_streaming_out_json_str(out, correlation);
+
+    ngx_http_streaming_out_printf(out, ",\"payload\":{\"success\":%s,"
+                                  "\"correlationId\":",
+                                  code->len ? "false" : "true");
+    ngx_http_streaming_out_json_str(out, correlation);
+
+    if (code->len) {
+        ngx_http_streaming_out_literal(out, ",\"error\":{\"code\":");
+        ngx_http_streaming_out_json_str(out, code);
+        ngx_http_streaming_out_literal(out, ",\"message\":");
+        ngx_http_streaming_out_json_str(out, message);
+        ngx_http_streaming_out_literal(out, "}");
+
+    } else if (data) {
+        ngx_http_streaming_out_literal(out, ",\"data\":");
+
+        for (cl = data; cl; cl = cl->next) {
+            ngx_http_streaming_out_raw(out, cl->buf->pos,
+                                       cl->buf->last - cl->buf->pos);
+        }
+    }
+
+    ngx_http_streaming_format_envelope_end(out, now);
+
+    if (enc->format != NGX_HTTP_STREAMING_FORMAT_WS) {
+        ngx_http_streaming_out_literal(out, "\n");
+    }
+}
+
+
+/*
+ * What enc->frame holds, one message, goes to out as a text frame; the
+ * scratch buffers are kept for the next message.
+ */
+void
+ngx_http_streaming_format_frame(ngx_http_streaming_out_t *out,
+    ngx_http_streaming_encoder_t *enc)
+{
+    size_t                     n;
+    ngx_chain_t               *cl;
+    ngx_http_streaming_out_t  *frame;
+    u_char                     header[NGX_HTTP_STREAMING_WS_HEADER_MAX];
+
+    frame = enc->frame;
+
+    if (frame->failed) {
+        out->failed = 1;
+
+    } else {
+        n = ngx_http_streaming_ws_frame_header(header,
+                                               NGX_HTTP_STREAMING_WS_OP_TEXT,
+                                               frame->size, 1);
+        ngx_http_streaming_out_raw(out, header, n);
+
+        for (cl = frame->first; cl; cl = cl->next) {
+            ngx_http_streaming_out_raw(out, cl->buf->pos,
+                                       cl->buf->last - cl->buf->pos);
+        }
+    }
+
+    ngx_http_streaming_out_recycle(frame);
+}
+
+
+/* closes the payload: },"timestamp":"<ISO 8601>","source":"nginx"} */
+static void
+ngx_http_streaming_format_envelope_end(ngx_http_streaming_out_t *out,
+    uint64_t now)
+{
     ngx_tm_t  tm;
 
     ngx_gmtime((time_t) (now / 1000), &tm);
@@ -364,13 +501,6 @@ ngx_http_streaming_format_close(ngx_http_streaming_out_t *out,
                          tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
                          tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
                          (int) (now % 1000));
-
-    if (enc->format == NGX_HTTP_STREAMING_FORMAT_OMNI) {
-        ngx_http_streaming_out_literal(out, "\n\n");
-
-    } else {
-        ngx_http_streaming_out_literal(out, "\n");
-    }
 }
 
 

@@ -25,7 +25,8 @@ typedef enum {
     NGX_HTTP_STREAMING_FORMAT_PASSTHROUGH = 0,
     NGX_HTTP_STREAMING_FORMAT_OMNI,
     NGX_HTTP_STREAMING_FORMAT_NDJSON,
-    NGX_HTTP_STREAMING_FORMAT_JSONRPC
+    NGX_HTTP_STREAMING_FORMAT_JSONRPC,
+    NGX_HTTP_STREAMING_FORMAT_WS       /* not a name: WebSocket text frames */
 } ngx_http_streaming_format_e;
 
 
@@ -35,6 +36,9 @@ typedef struct {
     ngx_str_t                       rpc_id;     /* JSON text; empty: null */
     ngx_uint_t                      format;
     ngx_uint_t                      messages;   /* for message ids */
+    ngx_http_streaming_out_t       *frame;      /* FORMAT_WS: where a
+                                                   message is written before
+                                                   it is framed */
     unsigned                        sse:1;      /* chunks are SSE events */
 } ngx_http_streaming_encoder_t;
 
@@ -61,6 +65,12 @@ typedef struct {
 } ngx_http_streaming_status_msg_t;
 
 
+/*
+ * FORMAT_WS writes the messages of NDJSON, each as one unmasked WebSocket
+ * text frame: a message is written to enc->frame, then its frame header and
+ * the message go to "out".
+ */
+
 extern ngx_str_t  ngx_http_streaming_format_names[];
 
 
@@ -79,6 +89,13 @@ void ngx_http_streaming_format_status(ngx_http_streaming_out_t *out,
 void ngx_http_streaming_format_heartbeat(ngx_http_streaming_out_t *out,
     ngx_http_streaming_encoder_t *enc, ngx_http_streaming_status_msg_t *msg,
     uint64_t now);
+
+
+void ngx_http_streaming_format_response(ngx_http_streaming_out_t *out,
+    ngx_http_streaming_encoder_t *enc, ngx_str_t *correlation,
+    ngx_chain_t *data, ngx_str_t *code, ngx_str_t *message, uint64_t now);
+void ngx_http_streaming_format_frame(ngx_http_streaming_out_t *out,
+    ngx_http_streaming_encoder_t *enc);
 
 
 #endif /* _NGX_HTTP_STREAMING_FORMAT_H_INCLUDED_ */

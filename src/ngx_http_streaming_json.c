@@ -71,6 +71,33 @@ ngx_http_streaming_out_free(ngx_http_streaming_out_t *out)
 }
 
 
+/*
+ * A scratch writer's output was copied elsewhere: its buffers go straight
+ * back to its free list for the next use.
+ */
+void
+ngx_http_streaming_out_recycle(ngx_http_streaming_out_t *out)
+{
+    ngx_chain_t  *cl, *last;
+
+    last = NULL;
+
+    for (cl = out->first; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->start;
+        cl->buf->last = cl->buf->start;
+        last = cl;
+    }
+
+    if (last) {
+        last->next = out->free;
+        out->free = out->first;
+    }
+
+    ngx_http_streaming_out_reset(out);
+    out->failed = 0;
+}
+
+
 /* a scratch area, valid until the next call */
 u_char *
 ngx_http_streaming_out_tmp(ngx_http_streaming_out_t *out, size_t len)

@@ -45,6 +45,7 @@ void ngx_http_streaming_out_init(ngx_http_streaming_out_t *out,
     ngx_pool_t *pool);
 void ngx_http_streaming_out_reset(ngx_http_streaming_out_t *out);
 void ngx_http_streaming_out_free(ngx_http_streaming_out_t *out);
+void ngx_http_streaming_out_recycle(ngx_http_streaming_out_t *out);
 void ngx_http_streaming_out_update(ngx_http_streaming_out_t *out,
     ngx_chain_t **busy, ngx_chain_t **sent);
 u_char *ngx_http_streaming_out_alloc(ngx_http_streaming_out_t *out,

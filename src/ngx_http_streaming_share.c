@@ -225,7 +225,7 @@ ngx_http_streaming_share_encode(ngx_http_streaming_encoder_t *enc,
     u_char                      *d;
     size_t                       size;
     ngx_pool_t                  *pool;
-    ngx_chain_t                 *cl, *last;
+    ngx_chain_t                 *cl;
     ngx_http_streaming_out_t    *out;
     ngx_http_streaming_piece_t  *p;
 
@@ -246,11 +246,9 @@ ngx_http_streaming_share_encode(ngx_http_streaming_encoder_t *enc,
     ngx_http_streaming_format_chunk(out, enc, sequence, data, len, now);
 
     size = 0;
-    last = NULL;
 
     for (cl = out->first; cl; cl = cl->next) {
         size += cl->buf->last - cl->buf->pos;
-        last = cl;
     }
 
     p = NULL;
@@ -284,17 +282,7 @@ ngx_http_streaming_share_encode(ngx_http_streaming_encoder_t *enc,
 
     /* the scratch buffers serve the next piece */
 
-    for (cl = out->first; cl; cl = cl->next) {
-        cl->buf->pos = cl->buf->start;
-        cl->buf->last = cl->buf->start;
-    }
-
-    if (last) {
-        last->next = out->free;
-        out->free = out->first;
-    }
-
-    ngx_http_streaming_out_reset(out);
+    ngx_http_streaming_out_recycle(out);
 
     return p;
 }

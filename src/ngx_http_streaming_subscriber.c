@@ -27,54 +27,30 @@
 #define NGX_HTTP_STREAMING_EXIT_WATCH    200
 
 
+/* an SSE / NDJSON subscriber: one stream, a connection of its own */
 typedef struct {
-    ngx_http_streaming_request_t      req;      /* the first member */
-    ngx_http_streaming_waiter_t       waiter;
-    ngx_queue_t                       local;    /* this worker's */
-
-    ngx_http_request_t               *request;
-    ngx_http_streaming_zone_t        *zone;
-    ngx_http_streaming_loc_conf_t    *conf;
-    u_char                            nonce[16];
-
-    ngx_http_streaming_stream_t      *st;       /* a hint; checked locked */
-    ngx_http_streaming_sub_t         *sub;
-    ngx_http_streaming_chunk_t       *chunk;    /* the last handed */
-    uint64_t                          cursor;
-    ngx_uint_t                        seen;     /* status last reported */
-    uint64_t                          checkpoint; /* its time, reported */
-
-    ngx_http_streaming_encoder_t      enc;
-    ngx_http_streaming_out_t          out;
-    ngx_chain_t                      *busy;
-    ngx_http_streaming_refs_t         refs;     /* shared chunks unsent */
-
-    ngx_event_t                       heartbeat;
-
-    unsigned                          done:1;
-    unsigned                          acks:1;   /* paced by its acks */
-} ngx_http_streaming_subscriber_ctx_t;
+    ngx_http_streaming_subscriber_t   s;        /* the first member */
+    ngx_http_streaming_sink_t         sink;
+} ngx_http_streaming_sse_t;
 
 
 static void ngx_http_streaming_subscriber_cleanup(void *data);
-static void ngx_http_streaming_subscriber_deliver(
-    ngx_http_streaming_subscriber_ctx_t *ctx);
 static ngx_int_t ngx_http_streaming_subscriber_deliver_some(
-    ngx_http_streaming_subscriber_ctx_t *ctx);
-static void ngx_http_streaming_subscriber_end(
-    ngx_http_streaming_subscriber_ctx_t *ctx, ngx_uint_t status,
-    ngx_str_t *code, ngx_str_t *message);
-static void ngx_http_streaming_subscriber_send(
-    ngx_http_streaming_subscriber_ctx_t *ctx, ngx_uint_t last);
-static void ngx_http_streaming_subscriber_sent(
-    ngx_http_streaming_subscriber_ctx_t *ctx);
+    ngx_http_streaming_subscriber_t *ctx);
+static void ngx_http_streaming_subscriber_flush(
+    ngx_http_streaming_subscriber_t *ctx, ngx_uint_t end);
+static void ngx_http_streaming_sse_send(ngx_http_streaming_sink_t *sink,
+    ngx_uint_t last);
+static void ngx_http_streaming_sse_shutdown(ngx_http_streaming_sink_t *sink);
 static void ngx_http_streaming_subscriber_write_handler(
     ngx_http_request_t *r);
 static void ngx_http_streaming_subscriber_wake(
     ngx_http_streaming_waiter_t *w);
 static void ngx_http_streaming_subscriber_heartbeat(ngx_event_t *ev);
 static ngx_http_streaming_stream_t *ngx_http_streaming_subscriber_stream(
-    ngx_http_streaming_subscriber_ctx_t *ctx);
+    ngx_http_streaming_subscriber_t *ctx);
+static ngx_int_t ngx_http_streaming_subscriber_refuse(ngx_http_request_t *r,
+    ngx_http_streaming_refusal_t *no);
 static ngx_int_t ngx_http_streaming_subscriber_expired(ngx_http_request_t *r,
     uint64_t first);
 static void ngx_http_streaming_doorbell(ngx_event_t *ev);
@@ -82,7 +58,7 @@ static void ngx_http_streaming_exit_watch_handler(ngx_event_t *ev);
 
 
 /*
- * This worker's subscribers, and a timer that runs while there are some:
+ * This worker's sinks, and a timer that runs while there are some:
  * a worker that exits gracefully fires no cancelable timer, it just goes
  * once only those remain, so this one is not cancelable and ends them with
  * SHUTDOWN first.
@@ -225,28 +201,28 @@ ngx_http_streaming_subscriber_handler(ngx_http_request_t *r)
 
 
 /*
- * Attaches the request to the stream: the answers that refuse it, then the
- * header, the replay of what the zone holds, and live delivery.
+ * Serves the request as a subscriber of the stream: the answers that
+ * refuse it, then the header, the replay of what the zone holds, and live
+ * delivery.
  */
 ngx_int_t
 ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_subscription_t *sn)
 {
-    uint64_t                              start;
-    ngx_int_t                             rc;
-    ngx_str_t                            *type, id, subscriber, token;
-    ngx_uint_t                            finished, framing;
-    ngx_pool_cleanup_t                   *cln;
-    ngx_http_streaming_sub_t             *sub;
-    ngx_http_streaming_stream_t          *st;
-    ngx_http_streaming_init_msg_t         init;
-    ngx_http_streaming_loc_conf_t        *slcf;
-    ngx_http_streaming_subscriber_ctx_t  *ctx;
+    ngx_int_t                        rc;
+    ngx_str_t                       *type, subscriber;
+    ngx_pool_cleanup_t              *cln;
+    ngx_http_streaming_sse_t        *sse;
+    ngx_http_streaming_sink_t       *sink;
+    ngx_http_streaming_refusal_t     no;
+    ngx_http_streaming_init_msg_t    init;
+    ngx_http_streaming_loc_conf_t   *slcf;
+    ngx_http_streaming_subscriber_t *ctx;
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_streaming_subscriber_ctx_t));
-    if (ctx == NULL) {
+    sse = ngx_pcalloc(r->pool, sizeof(ngx_http_streaming_sse_t));
+    if (sse == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -255,15 +231,151 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx = &sse->s;
+    sink = &sse->sink;
+
+    ngx_http_streaming_sink_init(sink, r, slcf->send_buffer);
+    sink->send = ngx_http_streaming_sse_send;
+    sink->shutdown = ngx_http_streaming_sse_shutdown;
+    ctx->sink = sink;
+
+    cln->handler = ngx_http_streaming_subscriber_cleanup;
+    cln->data = sse;
+
+    rc = ngx_http_streaming_subscriber_attach(r, zone, sn, ctx, &init, &no);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        sink->done = 1;
+        return ngx_http_streaming_subscriber_refuse(r, &no);
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_streaming_module);
+
+    /* the header */
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = -1;
+
+    type = ngx_http_streaming_format_type(&ctx->enc);
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    subscriber = init.subscriber_id;
+
+    if (ngx_http_streaming_set_header(r, &ngx_http_streaming_stream_id,
+                                      &ctx->req.id)
+        != NGX_OK
+        || ngx_http_streaming_set_no_cache(r) != NGX_OK
+        || ngx_http_streaming_set_token(r, &ctx->req.token) != NGX_OK
+        || (subscriber.len
+            && ngx_http_streaming_set_header(r,
+                                        &ngx_http_streaming_stream_subscriber,
+                                        &subscriber)
+               != NGX_OK))
+    {
+        sink->done = 1;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        sink->done = 1;
+        return rc;
+    }
+
+    /*
+     * the head goes now, not with the first chunk (postpone_output would
+     * hold it): a client of a live stream learns at once that it is in
+     */
+
+    if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR) {
+        sink->done = 1;
+        return NGX_ERROR;
+    }
+
+    ngx_http_streaming_format_init(&sink->out, &ctx->enc, &init,
+                                   ngx_http_streaming_store_now());
+
+    ngx_http_streaming_sink_watch(sink);
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_streaming_subscriber_write_handler;
+
+    ctx->heartbeat.handler = ngx_http_streaming_subscriber_heartbeat;
+    ctx->heartbeat.data = ctx;
+    ctx->heartbeat.log = r->connection->log;
+    ctx->heartbeat.cancelable = 1;
+
+    ngx_add_timer(&ctx->heartbeat, slcf->heartbeat ? slcf->heartbeat
+                                   : NGX_HTTP_STREAMING_NO_HEARTBEAT);
+
+    r->main->count++;
+
+    ngx_http_streaming_subscriber_deliver(ctx);
+
+    return NGX_DONE;
+}
+
+
+/* the HTTP answer to a refused subscription */
+static ngx_int_t
+ngx_http_streaming_subscriber_refuse(ngx_http_request_t *r,
+    ngx_http_streaming_refusal_t *no)
+{
+    switch (no->status) {
+
+    case NGX_HTTP_NO_CONTENT:
+        return NGX_HTTP_NO_CONTENT;
+
+    case NGX_HTTP_STREAMING_GONE:
+        return ngx_http_streaming_subscriber_expired(r, no->first);
+
+    default:
+        return ngx_http_streaming_send_error(r, no->status, no->code,
+                                             no->message);
+    }
+}
+
+
+/*
+ * Attaches a subscriber to the stream sn names, in the zone: its place
+ * among the stream's subscribers, its encoder and the stream-init message
+ * it starts with.  ctx->sink is set by the caller; nothing is sent.
+ * NGX_DECLINED: refused, as *no says; NGX_ERROR: out of memory.
+ */
+ngx_int_t
+ngx_http_streaming_subscriber_attach(ngx_http_request_t *r,
+    ngx_http_streaming_zone_t *zone, ngx_http_streaming_subscription_t *sn,
+    ngx_http_streaming_subscriber_t *ctx, ngx_http_streaming_init_msg_t *init,
+    ngx_http_streaming_refusal_t *no)
+{
+    uint64_t                          start;
+    ngx_int_t                         rc;
+    ngx_str_t                         id, subscriber, token;
+    ngx_uint_t                        finished, framing;
+    ngx_http_streaming_sub_t         *sub;
+    ngx_http_streaming_stream_t      *st;
+    ngx_http_streaming_loc_conf_t    *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
+
+    ngx_memzero(no, sizeof(ngx_http_streaming_refusal_t));
+    ngx_memzero(init, sizeof(ngx_http_streaming_init_msg_t));
+
     id.data = ngx_pnalloc(r->pool, sn->id.len);
     if (id.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     id.len = sn->id.len;
     ngx_memcpy(id.data, sn->id.data, id.len);
 
-    ngx_memzero(&init, sizeof(ngx_http_streaming_init_msg_t));
     ngx_str_null(&subscriber);
     ngx_str_null(&token);
 
@@ -276,12 +388,14 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
 
         if (sn->producer) {
             /* EventSource stops reconnecting on 204 */
-            return NGX_HTTP_NO_CONTENT;
+            no->status = NGX_HTTP_NO_CONTENT;
+            return NGX_DECLINED;
         }
 
-        return ngx_http_streaming_send_error(r, NGX_HTTP_NOT_FOUND,
-                                             "INVALID_STREAM",
-                                             "no such stream");
+        no->status = NGX_HTTP_NOT_FOUND;
+        no->code = "INVALID_STREAM";
+        no->message = "no such stream";
+        return NGX_DECLINED;
     }
 
     rc = ngx_http_streaming_token_check(r, &slcf->secret, &id, st->nonce,
@@ -289,8 +403,14 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     if (rc != NGX_OK) {
         ngx_http_streaming_store_unlock(zone);
 
-        return (rc == NGX_DECLINED) ? ngx_http_streaming_send_forbidden(r)
-                                    : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        if (rc != NGX_DECLINED) {
+            return NGX_ERROR;
+        }
+
+        no->status = NGX_HTTP_FORBIDDEN;
+        no->code = "FORBIDDEN";
+        no->message = "the stream's token is missing or wrong";
+        return NGX_DECLINED;
     }
 
     finished = (st->status != NGX_HTTP_STREAMING_ACTIVE
@@ -304,28 +424,35 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     } else if (start == NGX_HTTP_STREAMING_START_FIRST) {
         start = st->first - 1;
 
-    } else if (start >= st->sequence && (finished || sn->last_event_id)) {
-
-        if (finished) {
+    } else if (start >= st->sequence
+               && (finished || sn->last_event_id || sn->ws))
+    {
+        if (finished && !sn->ws) {
             /* nothing after it, ever: an EventSource must stop */
             ngx_http_streaming_store_unlock(zone);
-            return NGX_HTTP_NO_CONTENT;
+            no->status = NGX_HTTP_NO_CONTENT;
+            return NGX_DECLINED;
         }
 
+        /* a socket gets the end (a finished stream) or what comes */
         start = st->sequence;
 
     } else if (start > st->sequence) {
         ngx_http_streaming_store_unlock(zone);
 
-        return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "INVALID_MESSAGE",
-                                             "sequence beyond the stream");
+        no->status = NGX_HTTP_BAD_REQUEST;
+        no->code = "INVALID_MESSAGE";
+        no->message = "sequence beyond the stream";
+        return NGX_DECLINED;
 
     } else if (start + 1 < st->first) {
-        start = st->first;
+        no->first = st->first;
         ngx_http_streaming_store_unlock(zone);
 
-        return ngx_http_streaming_subscriber_expired(r, start);
+        no->status = NGX_HTTP_STREAMING_GONE;
+        no->code = "CHUNKS_EXPIRED";
+        no->message = "resume point no longer retained";
+        return NGX_DECLINED;
     }
 
     rc = ngx_http_streaming_store_sub_add_locked(zone, st, start, &sub);
@@ -333,16 +460,18 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     if (rc != NGX_OK) {
         ngx_http_streaming_store_unlock(zone);
 
+        no->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+
         if (rc == NGX_BUSY) {
-            return ngx_http_streaming_send_error(r,
-                                             NGX_HTTP_SERVICE_UNAVAILABLE,
-                                             "TOO_MANY_SUBSCRIBERS",
-                                             "max_subscribers reached");
+            no->code = "TOO_MANY_SUBSCRIBERS";
+            no->message = "max_subscribers reached";
+
+        } else {
+            no->code = "ZONE_FULL";
+            no->message = "shared memory zone is full";
         }
 
-        return ngx_http_streaming_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                             "ZONE_FULL",
-                                             "shared memory zone is full");
+        return NGX_DECLINED;
     }
 
     if (start > 0) {
@@ -351,30 +480,35 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
 
     ngx_memcpy(ctx->nonce, st->nonce, sizeof(ctx->nonce));
     framing = st->framing;
+    ctx->zone = zone;
     ctx->st = st;
     ctx->sub = sub;
+    ctx->sub_id = sub->id;
     ctx->cursor = start;
     ctx->seen = st->status;
     ctx->checkpoint = st->checkpoint_time;
 
-    if (sn->acks) {
+    if (sn->acks || sn->ws) {
         sub->acks = 1;
         ctx->acks = 1;
+    }
 
+    ngx_http_streaming_init_msg(r->pool, st, init);
+
+    ngx_http_streaming_store_unlock(zone);
+
+    if (ctx->acks) {
         subscriber.data = ngx_pnalloc(r->pool, NGX_INT32_LEN);
         if (subscriber.data == NULL) {
-            ngx_http_streaming_store_unlock(zone);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
-        subscriber.len = ngx_sprintf(subscriber.data, "%uD", sub->id)
+        subscriber.len = ngx_sprintf(subscriber.data, "%uD", ctx->sub_id)
                          - subscriber.data;
     }
 
-    ngx_http_streaming_init_msg(r->pool, st, &init);
-    init.subscriber_id = subscriber;
-
-    ngx_http_streaming_store_unlock(zone);
+    init->subscriber_id = subscriber;
+    init->resume_position = start;
 
     ctx->req.id = id;
     ctx->req.token = token;
@@ -383,8 +517,6 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
     ctx->req.sequence = start;
     ctx->req.status = ctx->seen;
 
-    ctx->request = r;
-    ctx->zone = zone;
     ctx->conf = slcf;
 
     ctx->enc.stream_id = id;
@@ -402,99 +534,109 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
                                        : NGX_HTTP_STREAMING_FORMAT_OMNI;
     }
 
-    ngx_http_streaming_out_init(&ctx->out, r->pool);
-    ngx_http_streaming_refs_init(&ctx->refs, r->pool);
-    ctx->out.tag = (ngx_buf_tag_t) &ngx_http_streaming_module;
-
     ctx->waiter.wake = ngx_http_streaming_subscriber_wake;
     ctx->waiter.data = ctx;
 
-    ctx->heartbeat.handler = ngx_http_streaming_subscriber_heartbeat;
-    ctx->heartbeat.data = ctx;
-    ctx->heartbeat.log = r->connection->log;
-    ctx->heartbeat.cancelable = 1;
-
-    cln->handler = ngx_http_streaming_subscriber_cleanup;
-    cln->data = ctx;
-
-    ngx_http_set_ctx(r, ctx, ngx_http_streaming_module);
+    ngx_http_streaming_waiter_add(zone, &ctx->waiter);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "streaming subscriber: stream \"%V\" after %uL",
                    &id, start);
 
-    /* the header */
+    return NGX_OK;
+}
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = -1;
 
-    type = ngx_http_streaming_format_type(&ctx->enc);
-    r->headers_out.content_type = *type;
-    r->headers_out.content_type_len = type->len;
-    r->headers_out.content_type_lowcase = NULL;
+/* the subscriber leaves the stream: its place, its wake-ups */
+void
+ngx_http_streaming_subscriber_detach(ngx_http_streaming_subscriber_t *ctx)
+{
+    ngx_pid_t                     producer;
+    ngx_uint_t                    wake;
+    ngx_http_streaming_stream_t  *st;
 
-    if (ngx_http_streaming_set_header(r, &ngx_http_streaming_stream_id, &id)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ctx->heartbeat.timer_set) {
+        ngx_del_timer(&ctx->heartbeat);
     }
 
-    if (ngx_http_streaming_set_no_cache(r) != NGX_OK
-        || ngx_http_streaming_set_token(r, &token) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ngx_http_streaming_waiter_remove(&ctx->waiter);
+
+    if (ctx->zone == NULL || ctx->sub == NULL) {
+        return;
     }
 
-    if (subscriber.len
-        && ngx_http_streaming_set_header(r,
-                                         &ngx_http_streaming_stream_subscriber,
-                                         &subscriber)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    wake = 0;
+    producer = 0;
+
+    ngx_http_streaming_store_lock(ctx->zone);
+
+    st = ngx_http_streaming_subscriber_stream(ctx);
+
+    if (st) {
+        wake = ngx_http_streaming_store_sub_remove_locked(ctx->zone, st,
+                                                          ctx->sub);
+        producer = st->producer;
+
+        /* the last reader left: a detached producer starts counting */
+        if (st->subscribers <= 1) {
+            wake = 1;
+        }
     }
 
-    rc = ngx_http_send_header(r);
+    ngx_http_streaming_store_unlock(ctx->zone);
 
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        ctx->done = 1;
-        return rc;
+    ctx->sub = NULL;
+
+    if (wake) {
+        ngx_http_streaming_ring(ctx->zone, &producer, 1);
     }
+}
 
-    /*
-     * the head goes now, not with the first chunk (postpone_output would
-     * hold it): a client of a live stream learns at once that it is in
-     */
 
-    if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR) {
-        ctx->done = 1;
-        return NGX_ERROR;
-    }
+void
+ngx_http_streaming_sink_init(ngx_http_streaming_sink_t *sink,
+    ngx_http_request_t *r, size_t limit)
+{
+    sink->request = r;
+    sink->limit = limit;
 
-    init.resume_position = start;
-    ngx_http_streaming_format_init(&ctx->out, &ctx->enc, &init,
-                                   ngx_http_streaming_store_now());
+    ngx_http_streaming_out_init(&sink->out, r->pool);
+    ngx_http_streaming_refs_init(&sink->refs, r->pool);
+    sink->out.tag = (ngx_buf_tag_t) &ngx_http_streaming_module;
+}
 
-    ngx_http_streaming_waiter_add(zone, &ctx->waiter);
 
-    ngx_queue_insert_tail(&ngx_http_streaming_local, &ctx->local);
+/* this worker's exit ends the sink's streams with SHUTDOWN */
+void
+ngx_http_streaming_sink_watch(ngx_http_streaming_sink_t *sink)
+{
+    ngx_queue_insert_tail(&ngx_http_streaming_local, &sink->local);
 
     if (!ngx_http_streaming_exit_watch.timer_set) {
         ngx_add_timer(&ngx_http_streaming_exit_watch,
                       NGX_HTTP_STREAMING_EXIT_WATCH);
     }
+}
 
-    r->read_event_handler = ngx_http_test_reading;
-    r->write_event_handler = ngx_http_streaming_subscriber_write_handler;
 
-    ngx_add_timer(&ctx->heartbeat, slcf->heartbeat ? slcf->heartbeat
-                                   : NGX_HTTP_STREAMING_NO_HEARTBEAT);
+void
+ngx_http_streaming_sink_unwatch(ngx_http_streaming_sink_t *sink)
+{
+    if (sink->local.next) {
+        ngx_queue_remove(&sink->local);
+        sink->local.next = NULL;
+    }
+}
 
-    r->main->count++;
 
-    ngx_http_streaming_subscriber_deliver(ctx);
-
-    return NGX_DONE;
+/* the request is gone: what its output held */
+void
+ngx_http_streaming_sink_free(ngx_http_streaming_sink_t *sink)
+{
+    ngx_http_streaming_sink_unwatch(sink);
+    ngx_http_streaming_out_free(&sink->out);
+    ngx_http_streaming_refs_release(&sink->refs);
+    sink->done = 1;
 }
 
 
@@ -583,13 +725,9 @@ ngx_http_streaming_subscriber_exit_process(ngx_http_streaming_zone_t *zone)
 static void
 ngx_http_streaming_exit_watch_handler(ngx_event_t *ev)
 {
-    ngx_queue_t                          *q;
-    ngx_connection_t                     *c;
-    ngx_http_streaming_subscriber_ctx_t  *ctx;
-
-    static ngx_str_t  shutdown = ngx_string("SHUTDOWN");
-    static ngx_str_t  shutdown_message = ngx_string("worker exiting, "
-                                                    "reconnect to resume");
+    ngx_queue_t                *q;
+    ngx_connection_t           *c;
+    ngx_http_streaming_sink_t  *sink;
 
     if (!ngx_exiting && !ngx_terminate) {
         if (!ngx_queue_empty(&ngx_http_streaming_local)) {
@@ -605,17 +743,16 @@ ngx_http_streaming_exit_watch_handler(ngx_event_t *ev)
         q = ngx_queue_head(&ngx_http_streaming_local);
         ngx_queue_remove(q);
 
-        ctx = ngx_queue_data(q, ngx_http_streaming_subscriber_ctx_t, local);
-        ctx->local.next = NULL;
+        sink = ngx_queue_data(q, ngx_http_streaming_sink_t, local);
+        sink->local.next = NULL;
 
-        if (ctx->done) {
+        if (sink->done) {
             continue;
         }
 
-        c = ctx->request->connection;
+        c = sink->request->connection;
 
-        ngx_http_streaming_subscriber_end(ctx, NGX_HTTP_STREAMING_ERROR,
-                                          &shutdown, &shutdown_message);
+        sink->shutdown(sink);
         ngx_http_run_posted_requests(c);
     }
 }
@@ -638,54 +775,10 @@ ngx_http_streaming_doorbell(ngx_event_t *ev)
 static void
 ngx_http_streaming_subscriber_cleanup(void *data)
 {
-    ngx_http_streaming_subscriber_ctx_t  *ctx = data;
+    ngx_http_streaming_sse_t  *sse = data;
 
-    ngx_pid_t                     producer;
-    ngx_uint_t                    wake;
-    ngx_http_streaming_stream_t  *st;
-
-    if (ctx->heartbeat.timer_set) {
-        ngx_del_timer(&ctx->heartbeat);
-    }
-
-    ngx_http_streaming_waiter_remove(&ctx->waiter);
-    ngx_http_streaming_out_free(&ctx->out);
-    ngx_http_streaming_refs_release(&ctx->refs);
-
-    if (ctx->local.next) {
-        ngx_queue_remove(&ctx->local);
-        ctx->local.next = NULL;
-    }
-
-    if (ctx->zone == NULL || ctx->sub == NULL) {
-        return;
-    }
-
-    wake = 0;
-    producer = 0;
-
-    ngx_http_streaming_store_lock(ctx->zone);
-
-    st = ngx_http_streaming_subscriber_stream(ctx);
-
-    if (st) {
-        wake = ngx_http_streaming_store_sub_remove_locked(ctx->zone, st,
-                                                          ctx->sub);
-        producer = st->producer;
-
-        /* the last reader left: a detached producer starts counting */
-        if (st->subscribers <= 1) {
-            wake = 1;
-        }
-    }
-
-    ngx_http_streaming_store_unlock(ctx->zone);
-
-    ctx->sub = NULL;
-
-    if (wake) {
-        ngx_http_streaming_ring(ctx->zone, &producer, 1);
-    }
+    ngx_http_streaming_sink_free(&sse->sink);
+    ngx_http_streaming_subscriber_detach(&sse->s);
 }
 
 
@@ -693,8 +786,8 @@ ngx_http_streaming_subscriber_cleanup(void *data)
  * Hands the client what follows its cursor, as much as its send buffer
  * takes, then the end when the stream is over.
  */
-static void
-ngx_http_streaming_subscriber_deliver(ngx_http_streaming_subscriber_ctx_t *ctx)
+void
+ngx_http_streaming_subscriber_deliver(ngx_http_streaming_subscriber_t *ctx)
 {
     /* as long as the socket takes it all and more is there */
 
@@ -707,12 +800,15 @@ ngx_http_streaming_subscriber_deliver(ngx_http_streaming_subscriber_ctx_t *ctx)
 /* NGX_AGAIN: more chunks wait and the client may take them at once */
 static ngx_int_t
 ngx_http_streaming_subscriber_deliver_some(
-    ngx_http_streaming_subscriber_ctx_t *ctx)
+    ngx_http_streaming_subscriber_t *ctx)
 {
     uint64_t                          now, first, limit;
     ngx_pid_t                         producer;
     ngx_uint_t                        wake, end, report, more, share;
     ngx_http_request_t               *r;
+    ngx_http_streaming_sink_t        *sink;
+    u_char                            code[NGX_HTTP_STREAMING_CODE_MAX];
+    u_char                            text[NGX_HTTP_STREAMING_ERROR_TEXT_MAX];
     ngx_http_streaming_chunk_t       *next;
     ngx_http_streaming_stream_t      *st;
     ngx_http_streaming_status_msg_t   msg;
@@ -723,21 +819,22 @@ ngx_http_streaming_subscriber_deliver_some(
     static ngx_str_t  expired_message = ngx_string("fell behind the retained "
                                                    "history");
 
-    r = ctx->request;
+    sink = ctx->sink;
+    r = sink->request;
 
-    if (ctx->done) {
+    if (ctx->done || sink->done) {
         return NGX_OK;
     }
 
-    ngx_http_streaming_subscriber_sent(ctx);
+    ngx_http_streaming_sink_sent(sink);
 
-    if (ctx->out.size >= (off_t) ctx->conf->send_buffer) {
+    if (sink->out.size >= (off_t) sink->limit) {
 
         /* what waits goes first, as far as the socket takes it */
 
-        ngx_http_streaming_subscriber_send(ctx, 0);
+        sink->send(sink, 0);
 
-        if (ctx->done || ctx->out.size >= (off_t) ctx->conf->send_buffer) {
+        if (sink->done || sink->out.size >= (off_t) sink->limit) {
             /* the client is slow: its cursor waits, the write event wakes it */
             return NGX_OK;
         }
@@ -792,18 +889,18 @@ ngx_http_streaming_subscriber_deliver_some(
     limit = ctx->acks ? ctx->sub->acked + ctx->conf->window
                       : NGX_HTTP_STREAMING_MAX_SEQUENCE;
 
-    while (next && ctx->out.size < (off_t) ctx->conf->send_buffer
+    while (next && sink->out.size < (off_t) sink->limit
            && next->sequence <= limit)
     {
 
         if (!share
-            || ngx_http_streaming_share_chunk(&ctx->out, &ctx->refs,
+            || ngx_http_streaming_share_chunk(&sink->out, &sink->refs,
                                               &ctx->enc, ctx->nonce,
                                               next->sequence, next->data,
                                               next->len, now)
                != NGX_OK)
         {
-            ngx_http_streaming_format_chunk(&ctx->out, &ctx->enc,
+            ngx_http_streaming_format_chunk(&sink->out, &ctx->enc,
                                             next->sequence, next->data,
                                             next->len, now);
         }
@@ -841,15 +938,12 @@ ngx_http_streaming_subscriber_deliver_some(
         ctx->seen = st->status;
         ctx->checkpoint = st->checkpoint_time;
 
-        if (msg.code.len) {
-            msg.code.data = ngx_pstrdup(r->pool, &msg.code);
-            msg.message.data = ngx_pstrdup(r->pool, &msg.message);
+        /* out of the zone before it is unlocked */
 
-            if (msg.code.data == NULL || msg.message.data == NULL) {
-                msg.code.len = 0;
-                msg.message.len = 0;
-            }
-        }
+        msg.code.data = ngx_cpymem(code, msg.code.data, msg.code.len)
+                        - msg.code.len;
+        msg.message.data = ngx_cpymem(text, msg.message.data, msg.message.len)
+                           - msg.message.len;
     }
 
     producer = st->producer;
@@ -870,19 +964,19 @@ ngx_http_streaming_subscriber_deliver_some(
     }
 
     if (report) {
-        ngx_http_streaming_format_status(&ctx->out, &ctx->enc, &msg, now);
+        ngx_http_streaming_format_status(&sink->out, &ctx->enc, &msg, now);
     }
 
     if (end) {
-        ngx_http_streaming_format_final(&ctx->out, &ctx->enc, ctx->cursor + 1,
+        ngx_http_streaming_format_final(&sink->out, &ctx->enc, ctx->cursor + 1,
                                         now);
-        ngx_http_streaming_format_status(&ctx->out, &ctx->enc, &msg, now);
+        ngx_http_streaming_format_status(&sink->out, &ctx->enc, &msg, now);
     }
 
-    ngx_http_streaming_subscriber_send(ctx, end);
+    ngx_http_streaming_subscriber_flush(ctx, end);
 
-    if (more && !ctx->done
-        && ctx->out.size < (off_t) ctx->conf->send_buffer)
+    if (more && !ctx->done && !sink->done
+        && sink->out.size < (off_t) sink->limit)
     {
         return NGX_AGAIN;
     }
@@ -892,8 +986,8 @@ ngx_http_streaming_subscriber_deliver_some(
 
 
 /* an end the stream did not have: gone, evicted, worker exiting */
-static void
-ngx_http_streaming_subscriber_end(ngx_http_streaming_subscriber_ctx_t *ctx,
+void
+ngx_http_streaming_subscriber_end(ngx_http_streaming_subscriber_t *ctx,
     ngx_uint_t status, ngx_str_t *code, ngx_str_t *message)
 {
     uint64_t                          now;
@@ -908,14 +1002,53 @@ ngx_http_streaming_subscriber_end(ngx_http_streaming_subscriber_ctx_t *ctx,
     msg.code = *code;
     msg.message = *message;
 
-    ngx_http_streaming_format_status(&ctx->out, &ctx->enc, &msg, now);
-    ngx_http_streaming_subscriber_send(ctx, 1);
+    ngx_http_streaming_format_status(&ctx->sink->out, &ctx->enc, &msg, now);
+    ngx_http_streaming_subscriber_flush(ctx, 1);
 }
 
 
+/*
+ * What the subscriber's turn wrote goes out; end: its stream is over for
+ * it, which ends an SSE response; a WebSocket drops the subscription.
+ */
 static void
-ngx_http_streaming_subscriber_send(ngx_http_streaming_subscriber_ctx_t *ctx,
-    ngx_uint_t last)
+ngx_http_streaming_subscriber_flush(ngx_http_streaming_subscriber_t *ctx,
+    ngx_uint_t end)
+{
+    if (end) {
+        ctx->done = 1;
+        ngx_http_streaming_waiter_remove(&ctx->waiter);
+
+        if (ctx->heartbeat.timer_set) {
+            ngx_del_timer(&ctx->heartbeat);
+        }
+    }
+
+    ctx->sink->send(ctx->sink, end);
+}
+
+
+/* the worker exits: the client reconnects to another and resumes */
+static void
+ngx_http_streaming_sse_shutdown(ngx_http_streaming_sink_t *sink)
+{
+    ngx_http_streaming_sse_t  *sse;
+
+    static ngx_str_t  shutdown = ngx_string("SHUTDOWN");
+    static ngx_str_t  shutdown_message = ngx_string("worker exiting, "
+                                                    "reconnect to resume");
+
+    sse = (ngx_http_streaming_sse_t *) ((u_char *) sink
+                                   - offsetof(ngx_http_streaming_sse_t, sink));
+
+    ngx_http_streaming_subscriber_end(&sse->s, NGX_HTTP_STREAMING_ERROR,
+                                      &shutdown, &shutdown_message);
+}
+
+
+/* an SSE / NDJSON response: what "out" holds; last: the response ends */
+static void
+ngx_http_streaming_sse_send(ngx_http_streaming_sink_t *sink, ngx_uint_t last)
 {
     ngx_int_t                  rc;
     ngx_buf_t                 *b;
@@ -925,19 +1058,23 @@ ngx_http_streaming_subscriber_send(ngx_http_streaming_subscriber_ctx_t *ctx,
     ngx_http_request_t        *r;
     ngx_http_core_loc_conf_t  *clcf;
 
-    r = ctx->request;
+    r = sink->request;
     c = r->connection;
 
-    if (ctx->out.failed) {
-        ctx->done = 1;
+    if (sink->done) {
+        return;
+    }
+
+    if (sink->out.failed) {
+        sink->done = 1;
         ngx_http_finalize_request(r, NGX_ERROR);
         return;
     }
 
-    out = ctx->out.first;
+    out = sink->out.first;
 
     if (last) {
-        ctx->done = 1;
+        sink->done = 1;
 
         b = ngx_calloc_buf(r->pool);
         cl = ngx_alloc_chain_link(r->pool);
@@ -952,11 +1089,11 @@ ngx_http_streaming_subscriber_send(ngx_http_streaming_subscriber_ctx_t *ctx,
         cl->buf = b;
         cl->next = NULL;
 
-        *ctx->out.last = cl;
-        out = ctx->out.first;
+        *sink->out.last = cl;
+        out = sink->out.first;
     }
 
-    if (out == NULL && ctx->busy == NULL && !c->buffered) {
+    if (out == NULL && sink->busy == NULL && !c->buffered) {
         return;
     }
 
@@ -967,17 +1104,11 @@ ngx_http_streaming_subscriber_send(ngx_http_streaming_subscriber_ctx_t *ctx,
 
     rc = ngx_http_output_filter(r, out);
 
-    ngx_http_streaming_out_update(&ctx->out, &ctx->busy, &out);
-    ctx->out.size += ngx_http_streaming_refs_sent(&ctx->refs);
+    ngx_http_streaming_out_update(&sink->out, &sink->busy, &out);
+    sink->out.size += ngx_http_streaming_refs_sent(&sink->refs);
 
     if (last || rc == NGX_ERROR) {
-        if (ctx->heartbeat.timer_set) {
-            ngx_del_timer(&ctx->heartbeat);
-        }
-
-        ngx_http_streaming_waiter_remove(&ctx->waiter);
-
-        ctx->done = 1;
+        sink->done = 1;
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -986,7 +1117,7 @@ ngx_http_streaming_subscriber_send(ngx_http_streaming_subscriber_ctx_t *ctx,
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
-        ctx->done = 1;
+        sink->done = 1;
         ngx_http_finalize_request(r, NGX_ERROR);
         return;
     }
@@ -1003,15 +1134,15 @@ ngx_http_streaming_subscriber_send(ngx_http_streaming_subscriber_ctx_t *ctx,
 
 
 /* what the client took since the last call makes room again */
-static void
-ngx_http_streaming_subscriber_sent(ngx_http_streaming_subscriber_ctx_t *ctx)
+void
+ngx_http_streaming_sink_sent(ngx_http_streaming_sink_t *sink)
 {
     ngx_chain_t  *none;
 
-    if (ctx->out.first == NULL) {
+    if (sink->out.first == NULL) {
         none = NULL;
-        ngx_http_streaming_out_update(&ctx->out, &ctx->busy, &none);
-        ctx->out.size += ngx_http_streaming_refs_sent(&ctx->refs);
+        ngx_http_streaming_out_update(&sink->out, &sink->busy, &none);
+        sink->out.size += ngx_http_streaming_refs_sent(&sink->refs);
     }
 }
 
@@ -1019,8 +1150,8 @@ ngx_http_streaming_subscriber_sent(ngx_http_streaming_subscriber_ctx_t *ctx)
 static void
 ngx_http_streaming_subscriber_write_handler(ngx_http_request_t *r)
 {
-    ngx_event_t                          *wev;
-    ngx_http_streaming_subscriber_ctx_t  *ctx;
+    ngx_event_t                      *wev;
+    ngx_http_streaming_subscriber_t  *ctx;
 
     wev = r->connection->write;
     ctx = ngx_http_get_module_ctx(r, ngx_http_streaming_module);
@@ -1032,7 +1163,7 @@ ngx_http_streaming_subscriber_write_handler(ngx_http_request_t *r)
                       &ctx->req.id);
 
         r->connection->timedout = 1;
-        ctx->done = 1;
+        ctx->sink->done = 1;
         ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT);
         return;
     }
@@ -1045,11 +1176,11 @@ ngx_http_streaming_subscriber_write_handler(ngx_http_request_t *r)
 static void
 ngx_http_streaming_subscriber_wake(ngx_http_streaming_waiter_t *w)
 {
-    ngx_http_streaming_subscriber_ctx_t  *ctx;
+    ngx_http_streaming_subscriber_t  *ctx;
 
     ctx = w->data;
 
-    if (ctx->done) {
+    if (ctx->done || ctx->sink->done) {
         return;
     }
 
@@ -1061,7 +1192,8 @@ ngx_http_streaming_subscriber_wake(ngx_http_streaming_waiter_t *w)
     if (ctx->st == NULL
         || ctx->st->sequence != ctx->cursor || ctx->st->status != ctx->seen)
     {
-        ngx_post_event(ctx->request->connection->write, &ngx_posted_events);
+        ngx_post_event(ctx->sink->request->connection->write,
+                       &ngx_posted_events);
     }
 }
 
@@ -1069,28 +1201,20 @@ ngx_http_streaming_subscriber_wake(ngx_http_streaming_waiter_t *w)
 static void
 ngx_http_streaming_subscriber_heartbeat(ngx_event_t *ev)
 {
-    ngx_msec_t                            interval;
-    ngx_connection_t                     *c;
-    ngx_http_request_t                   *r;
-    ngx_http_streaming_status_msg_t       msg;
-    ngx_http_streaming_subscriber_ctx_t  *ctx;
-
-    static ngx_str_t  shutdown = ngx_string("SHUTDOWN");
-    static ngx_str_t  shutdown_message = ngx_string("worker exiting, "
-                                                    "reconnect to resume");
+    ngx_msec_t                        interval;
+    ngx_connection_t                 *c;
+    ngx_http_streaming_status_msg_t   msg;
+    ngx_http_streaming_subscriber_t  *ctx;
 
     ctx = ev->data;
-    r = ctx->request;
-    c = r->connection;
+    c = ctx->sink->request->connection;
 
-    if (ctx->done) {
+    if (ctx->done || ctx->sink->done) {
         return;
     }
 
     if (ngx_exiting || ngx_terminate) {
-        /* the client reconnects to another worker and resumes */
-        ngx_http_streaming_subscriber_end(ctx, NGX_HTTP_STREAMING_ERROR,
-                                          &shutdown, &shutdown_message);
+        ctx->sink->shutdown(ctx->sink);
         ngx_http_run_posted_requests(c);
         return;
     }
@@ -1103,7 +1227,7 @@ ngx_http_streaming_subscriber_heartbeat(ngx_event_t *ev)
         msg.total_size = -1;
         msg.remaining_ms = -1;
 
-        ngx_http_streaming_format_heartbeat(&ctx->out, &ctx->enc, &msg,
+        ngx_http_streaming_format_heartbeat(&ctx->sink->out, &ctx->enc, &msg,
                                             ngx_http_streaming_store_now());
     } else {
         interval = NGX_HTTP_STREAMING_NO_HEARTBEAT;
@@ -1120,7 +1244,7 @@ ngx_http_streaming_subscriber_heartbeat(ngx_event_t *ev)
 
 /* the stream, if it is still the one this subscriber attached to */
 static ngx_http_streaming_stream_t *
-ngx_http_streaming_subscriber_stream(ngx_http_streaming_subscriber_ctx_t *ctx)
+ngx_http_streaming_subscriber_stream(ngx_http_streaming_subscriber_t *ctx)
 {
     return ngx_http_streaming_store_get_locked(ctx->zone, &ctx->req.id,
                                                ctx->nonce, &ctx->st);
