@@ -26,18 +26,20 @@
 use strict;
 use warnings;
 
+use FindBin qw($RealBin);
+use lib "$RealBin/lib";
+
+use Bench qw(:all);
 use Config;
 use Cwd qw(abs_path);
-use File::Basename qw(dirname);
-use File::Path qw(make_path remove_tree);
+use File::Path qw(make_path);
 use Getopt::Long qw(GetOptions);
 use IO::Select;
 use IO::Socket::INET;
-use POSIX qw(WNOHANG);
 use Socket qw(SOL_SOCKET);
-use Time::HiRes qw(sleep time clock_gettime CLOCK_MONOTONIC CLOCK_REALTIME);
+use Time::HiRes qw(sleep time clock_gettime CLOCK_REALTIME);
 
-my $top = abs_path(dirname(abs_path($0)) . '/../..');
+my $top = Bench::setup('wakeup');
 
 my %o = (
     reps    => 5,
@@ -104,13 +106,7 @@ $o{module} = abs_path($o{module});
 
 my $bench  = "$top/build/bench";
 my $prefix = "$bench/wakeup";
-my (@pids, @notes, @errlines);
-
-$SIG{INT} = $SIG{TERM} = sub { cleanup(); exit 130 };
-END { local $?; cleanup() }
-
-sub logp { print STDERR "wakeup: @_\n" }
-sub mono { clock_gettime(CLOCK_MONOTONIC) }
+my (@notes, @errlines);
 
 # ------------------------------------------------------------------
 # kernel receive timestamps: SO_TIMESTAMPNS + recvmsg(2) via syscall()
@@ -176,122 +172,12 @@ sub clock_offset {
 }
 
 # ------------------------------------------------------------------
-# processes
-
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1,
-                                  ReuseAddr => 1)
-        or die "cannot bind: $!\n";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
-
-sub wait_port {
-    my ($port, $secs) = @_;
-    my $end = time + $secs;
-    while (time < $end) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $port, Proto => 'tcp');
-        if ($s) { close $s; return 1 }
-        sleep 0.05;
-    }
-    return 0;
-}
-
-sub stop_pid {
-    my ($pid, $sig, $secs) = @_;
-    return unless $pid && kill 0, $pid;
-    kill $sig, $pid;
-    my $end = time + $secs;
-    while (time < $end) {
-        my $r = waitpid($pid, WNOHANG);
-        return if $r == $pid || ($r < 0 && !kill 0, $pid);
-        sleep 0.05;
-    }
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-}
-
-my ($mock_pid, $mock_fh, $nginx_master);
-
-sub cleanup {
-    if ($nginx_master && kill 0, $nginx_master) {
-        kill 'QUIT', $nginx_master;
-        my $end = time + 10;
-        sleep 0.05 while time < $end && kill 0, $nginx_master;
-        kill 'KILL', $nginx_master if kill 0, $nginx_master;
-    }
-    $nginx_master = undef;
-    for my $p (@pids) { stop_pid($p, 'TERM', 10) }
-    @pids = ();
-}
-
-sub start_mock {
-    $mock_pid = open($mock_fh, '-|', $mock_bin, '-p', '0', '-q')
-        or die "cannot start mock-llm: $!\n";
-    push @pids, $mock_pid;
-    my $line = <$mock_fh>;
-    die "mock-llm did not start\n"
-        unless defined $line && $line =~ /listening on 127\.0\.0\.1:(\d+)/;
-    return $1;
-}
-
-sub children_of {
-    my ($ppid) = @_;
-    my @c;
-    opendir my $d, '/proc' or return;
-    for my $p (grep { /^\d+$/ } readdir $d) {
-        open my $f, '<', "/proc/$p/stat" or next;
-        my $s = <$f>;
-        close $f;
-        next unless defined $s;
-        $s =~ s/^.*\)\s+//s;
-        my @f = split ' ', $s;
-        push @c, $p if $f[1] == $ppid;
-    }
-    closedir $d;
-    return sort { $a <=> $b } @c;
-}
-
-sub machine_cpu {
-    open my $f, '<', '/proc/stat' or return (0, 0);
-    my $l = <$f>;
-    close $f;
-    my @v = split ' ', $l;
-    shift @v;
-    my $tot = 0;
-    $tot += $_ for @v[0 .. 7];
-    return ($tot, $v[3] + $v[4], $v[7]);    # all, idle, steal
-}
-
-# run time of a process in s (the scheduler's, ns resolution)
-sub proc_run_s {
-    my ($pid) = @_;
-    open my $f, '<', "/proc/$pid/schedstat" or return 0;
-    my $s = <$f>;
-    close $f;
-    my ($ns) = split ' ', $s // '0';
-    return $ns / 1e9;
-}
-
-sub loadavg {
-    open my $f, '<', '/proc/loadavg' or return '?';
-    my $l = <$f>;
-    close $f;
-    return join ' ', (split ' ', $l)[0 .. 2];
-}
-
-# ------------------------------------------------------------------
 # nginx
 
 sub write_conf {
     my (%a) = @_;
-    remove_tree($prefix);
-    make_path("$prefix/conf", "$prefix/logs", "$prefix/tmp");
-    chmod 0755, $bench, $prefix, map { "$prefix/$_" } qw(conf logs tmp);
-    my $tmp = "$prefix/tmp";
+    prepare_prefix($prefix, qw(conf logs tmp));
+    my $temp_paths = temp_paths_conf("$prefix/tmp");
     my $nchan_load = $with_nchan ? "load_module $o{nchan};" : '';
     my $nchan_http = $with_nchan ? <<"NCHAN" : '';
         # nchan: publisher and EventSource subscribers
@@ -322,12 +208,7 @@ events {
 
 http {
     access_log off;
-    client_body_temp_path $tmp/body;
-    proxy_temp_path $tmp/proxy;
-    fastcgi_temp_path $tmp/fastcgi;
-    uwsgi_temp_path $tmp/uwsgi;
-    scgi_temp_path $tmp/scgi;
-
+$temp_paths
     streaming_zone wake 64m max_streams=0 buffer=1m ttl=1m;
 
     upstream mock {
@@ -364,39 +245,17 @@ CONF
     close $f;
 }
 
-sub start_nginx {
+sub start_nginx_wakeup {
     my ($port, $mport) = @_;
     write_conf(port => $port, mport => $mport);
-    my @n = ($o{nginx}, '-p', "$prefix/", '-c', 'conf/nginx.conf');
-    system(@n, '-q', '-t') == 0 or die "nginx -t failed, see above\n";
-    system(@n) == 0 or die "nginx did not start\n";
-    my $end = time + 10;
-    sleep 0.05 while time < $end && !-s "$prefix/logs/nginx.pid";
-    open my $f, '<', "$prefix/logs/nginx.pid" or die "no nginx pid file\n";
-    chomp($nginx_master = <$f>);
-    close $f;
-    wait_port($port, 10) or die "nginx does not listen on $port\n";
-    my @w;
-    $end = time + 10;
-    while (time < $end) {
-        @w = children_of($nginx_master);
-        last if @w == 2;
-        sleep 0.05;
-    }
-    die "expected 2 nginx workers, found @w\n" unless @w == 2;
-    return @w;
+    return start_nginx(nginx => $o{nginx}, prefix => $prefix, port => $port);
 }
 
-my $errlog_pos = 0;
+my $errlog = Bench::LogTail->new("$prefix/logs/error.log");
 
 sub new_log_lines {
     my ($what) = @_;
-    open my $f, '<', "$prefix/logs/error.log" or return ();
-    seek $f, $errlog_pos, 0;
-    my @l = <$f>;
-    $errlog_pos = tell $f;
-    close $f;
-    chomp @l;
+    my @l = $errlog->lines;
     push @errlines, map { "[$what] $_" } @l;
     return @l;
 }
@@ -412,7 +271,7 @@ sub new_log_lines {
 my %mark = (ours => qr/tok(\d+)\@(\d+)\D/, nchan => qr/\@(\d+) #(\d+)\D/,
             nprobe => qr/\@(\d+) %(\d+)\D/);
 
-my ($port, @workers);
+my ($port, $mock_pid, @workers);
 
 sub conn_open {
     my ($side, $role, $req) = @_;
@@ -673,12 +532,6 @@ sub stats {
              p99 => pct(\@v, 99), max => @v ? $v[-1] : undef };
 }
 
-sub median {
-    my @v = sort { $a <=> $b } grep { defined } @_;
-    return undef unless @v;
-    my $n = @v;
-    return $n % 2 ? $v[($n - 1) / 2] : ($v[$n / 2 - 1] + $v[$n / 2]) / 2;
-}
 
 # ------------------------------------------------------------------
 # one run of one side
@@ -1046,10 +899,10 @@ logp("kernel receive timestamps: " . ($kts ? 'yes' : 'no'));
 my ($m0t, $m0i, $m0s) = machine_cpu();
 my $mw0 = time;
 my $load0 = loadavg();
-my $mport = start_mock();
+(my $mport, $mock_pid) = start_mock($mock_bin);
 $port = free_port();
-@workers = start_nginx($port, $mport);
-logp("mock on $mport, nginx on $port (master $nginx_master, workers"
+@workers = start_nginx_wakeup($port, $mport);
+logp("mock on $mport, nginx on $port (master " . nginx_master() . ", workers"
      . " @workers)");
 new_log_lines('start');
 
@@ -1058,7 +911,7 @@ for my $rep (1 .. $o{reps}) {
     my @order = $rep % 2 ? @sides : reverse @sides;
     push @{ $res{ $_->{side} } }, $_ for run_rep($rep, @order);
 }
-my @wnow = children_of($nginx_master);
+my @wnow = children_of(nginx_master());
 push @notes, "nginx workers changed during the run: @workers -> @wnow"
     if "@wnow" ne "@workers";
 my ($m1t, $m1i, $m1s) = machine_cpu();
@@ -1278,7 +1131,4 @@ push @md, @errlines
     : ('(empty)');
 push @md, '', 'Total lines: ' . scalar(@errlines), '';
 
-open my $out, '>', $o{out} or die "$o{out}: $!\n";
-print $out join("\n", @md), "\n";
-close $out;
-print join("\n", @md), "\n";
+write_report($o{out}, join("\n", @md) . "\n");
