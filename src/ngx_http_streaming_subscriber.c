@@ -16,9 +16,8 @@
 #include "ngx_http_streaming_notify.h"
 #include "ngx_http_streaming_subscriber.h"
 #include "ngx_http_streaming_share.h"
+#include "ngx_http_streaming_websocket.h"
 
-
-#define NGX_HTTP_STREAMING_GONE          410
 
 /* when streaming_heartbeat is off */
 #define NGX_HTTP_STREAMING_NO_HEARTBEAT  (24 * 60 * 60 * 1000)
@@ -49,8 +48,6 @@ static void ngx_http_streaming_subscriber_wake(
 static void ngx_http_streaming_subscriber_heartbeat(ngx_event_t *ev);
 static ngx_http_streaming_stream_t *ngx_http_streaming_subscriber_stream(
     ngx_http_streaming_subscriber_t *ctx);
-static ngx_int_t ngx_http_streaming_subscriber_refuse(ngx_http_request_t *r,
-    ngx_http_streaming_refusal_t *no);
 static ngx_int_t ngx_http_streaming_subscriber_expired(ngx_http_request_t *r,
     uint64_t first);
 static void ngx_http_streaming_doorbell(ngx_event_t *ev);
@@ -78,7 +75,7 @@ ngx_http_streaming_subscriber_handler(ngx_http_request_t *r)
 {
     ngx_int_t                           rc;
     ngx_str_t                           value, lid;
-    ngx_uint_t                          i;
+    ngx_uint_t                          i, websocket;
     ngx_table_elt_t                    *h;
     ngx_http_streaming_loc_conf_t      *slcf;
     ngx_http_streaming_subscription_t   sn;
@@ -189,11 +186,22 @@ ngx_http_streaming_subscriber_handler(ngx_http_request_t *r)
         }
     }
 
-    if (!ngx_http_streaming_id_valid(sn.id.data, sn.id.len)) {
+    websocket = ngx_http_streaming_websocket_wanted(r);
+
+    /* a socket may open with no stream and subscribe later */
+
+    if ((sn.id.len || !websocket)
+        && !ngx_http_streaming_id_valid(sn.id.data, sn.id.len))
+    {
         return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
                                              "INVALID_ID",
                                              "stream id must be 1-128 "
                                              "characters of [A-Za-z0-9._~-]");
+    }
+
+    if (websocket) {
+        return ngx_http_streaming_websocket_start(r, slcf->subscribe->data,
+                                                  &sn);
     }
 
     return ngx_http_streaming_subscriber_start(r, slcf->subscribe->data, &sn);
@@ -324,7 +332,7 @@ ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
 
 
 /* the HTTP answer to a refused subscription */
-static ngx_int_t
+ngx_int_t
 ngx_http_streaming_subscriber_refuse(ngx_http_request_t *r,
     ngx_http_streaming_refusal_t *no)
 {

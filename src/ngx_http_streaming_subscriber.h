@@ -28,6 +28,8 @@
 #define NGX_HTTP_STREAMING_START_FIRST   ((uint64_t) -1)   /* oldest kept */
 #define NGX_HTTP_STREAMING_START_LIVE    ((uint64_t) -2)   /* new chunks */
 
+#define NGX_HTTP_STREAMING_GONE          410
+
 
 typedef struct ngx_http_streaming_waiter_s  ngx_http_streaming_waiter_t;
 
@@ -123,6 +125,8 @@ ngx_int_t ngx_http_streaming_subscriber_start(ngx_http_request_t *r,
 ngx_int_t ngx_http_streaming_subscriber_attach(ngx_http_request_t *r,
     ngx_http_streaming_zone_t *zone, ngx_http_streaming_subscription_t *sn,
     ngx_http_streaming_subscriber_t *ctx, ngx_http_streaming_init_msg_t *init,
+    ngx_http_streaming_refusal_t *no);
+ngx_int_t ngx_http_streaming_subscriber_refuse(ngx_http_request_t *r,
     ngx_http_streaming_refusal_t *no);
 void ngx_http_streaming_subscriber_detach(ngx_http_streaming_subscriber_t *ctx);
 void ngx_http_streaming_subscriber_deliver(
