@@ -22,6 +22,9 @@
 
 #define NGX_HTTP_STREAMING_UPGRADE_REQUIRED  426
 
+/* the socket's read buffer */
+#define NGX_HTTP_STREAMING_WS_READ_SIZE  4096
+
 /* subscriptions one socket may hold */
 #define NGX_HTTP_STREAMING_WS_SUBS_MAX   1024
 
@@ -49,6 +52,7 @@ typedef struct {
 
     ngx_http_streaming_ws_parser_t    parser;
     u_char                           *message;  /* the parser's buffer */
+    ngx_buf_t                        *in;       /* what the socket reads */
 
     ngx_event_t                       ping;
     ngx_msec_t                        heard;    /* the client's last frame */
@@ -488,7 +492,10 @@ ngx_http_streaming_websocket_read(ngx_http_streaming_websocket_t *ws)
 
     r = ws->request;
     c = r->connection;
-    b = r->header_in;
+
+    /* first the frames that came with the handshake */
+    b = (ws->in && r->header_in->pos == r->header_in->last) ? ws->in
+                                                            : r->header_in;
 
     for (reads = 0; /* void */; reads++) {
 
@@ -509,6 +516,22 @@ ngx_http_streaming_websocket_read(ngx_http_streaming_websocket_t *ws)
                 break;
             }
 
+            /*
+             * the request's header buffer still holds its headers and
+             * arguments: the socket reads into a buffer of its own
+             */
+
+            if (ws->in == NULL) {
+                ws->in = ngx_create_temp_buf(r->pool,
+                                             NGX_HTTP_STREAMING_WS_READ_SIZE);
+                if (ws->in == NULL) {
+                    ws->sink.done = 1;
+                    ngx_http_finalize_request(r, NGX_ERROR);
+                    return;
+                }
+            }
+
+            b = ws->in;
             b->pos = b->start;
             b->last = b->start;
 
