@@ -100,6 +100,8 @@ static void ngx_http_streaming_websocket_run(
     ngx_http_streaming_websocket_t *ws);
 static void ngx_http_streaming_websocket_send(ngx_http_streaming_sink_t *sink,
     ngx_uint_t last);
+static ngx_int_t ngx_http_streaming_websocket_flush(
+    ngx_http_streaming_websocket_t *ws);
 static void ngx_http_streaming_websocket_shutdown(
     ngx_http_streaming_sink_t *sink);
 static void ngx_http_streaming_websocket_ping(ngx_event_t *ev);
@@ -1167,7 +1169,9 @@ ngx_http_streaming_websocket_run(ngx_http_streaming_websocket_t *ws)
         }
     }
 
-    ngx_http_streaming_websocket_send(&ws->sink, 0);
+    if (ngx_http_streaming_websocket_flush(ws) == NGX_DONE) {
+        return;
+    }
 
     if (ws->blocked && !ws->sink.done
         && ws->sink.out.size < (off_t) ws->sink.limit)
@@ -1178,31 +1182,45 @@ ngx_http_streaming_websocket_run(ngx_http_streaming_websocket_t *ws)
 }
 
 
-/* what the socket's output holds goes out; a closed socket ends */
+/* a subscription's turn is over (last: its stream ended, it is dropped) */
 static void
 ngx_http_streaming_websocket_send(ngx_http_streaming_sink_t *sink,
     ngx_uint_t last)
 {
-    ngx_int_t                        rc;
-    ngx_chain_t                     *cl, *out;
-    ngx_event_t                     *wev;
-    ngx_connection_t                *c;
-    ngx_http_request_t              *r;
-    ngx_http_core_loc_conf_t        *clcf;
-    ngx_http_streaming_websocket_t  *ws;
+    (void) ngx_http_streaming_websocket_flush(
+                                      ngx_http_streaming_websocket_of(sink));
+}
 
-    ws = ngx_http_streaming_websocket_of(sink);
+
+/*
+ * What the socket's output holds goes out.  NGX_DONE: the close frame
+ * went and the request is gone, ws with it.
+ */
+static ngx_int_t
+ngx_http_streaming_websocket_flush(ngx_http_streaming_websocket_t *ws)
+{
+    ngx_int_t                   rc;
+    ngx_chain_t                *cl, *out;
+    ngx_event_t                *wev;
+    ngx_connection_t           *c;
+    ngx_http_request_t         *r;
+    ngx_http_core_loc_conf_t   *clcf;
+    ngx_http_streaming_sink_t  *sink;
+
+    sink = &ws->sink;
     r = sink->request;
     c = r->connection;
 
     if (sink->done) {
-        return;
+        return NGX_OK;
     }
+
+    /* an error finalizes the request later, from the posted requests */
 
     if (sink->out.failed) {
         sink->done = 1;
         ngx_http_finalize_request(r, NGX_ERROR);
-        return;
+        return NGX_OK;
     }
 
     out = sink->out.first;
@@ -1223,7 +1241,7 @@ ngx_http_streaming_websocket_send(ngx_http_streaming_sink_t *sink,
     if (rc == NGX_ERROR) {
         sink->done = 1;
         ngx_http_finalize_request(r, NGX_ERROR);
-        return;
+        return NGX_OK;
     }
 
     wev = c->write;
@@ -1232,7 +1250,7 @@ ngx_http_streaming_websocket_send(ngx_http_streaming_sink_t *sink,
     if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
         sink->done = 1;
         ngx_http_finalize_request(r, NGX_ERROR);
-        return;
+        return NGX_OK;
     }
 
     if (c->buffered) {
@@ -1240,7 +1258,7 @@ ngx_http_streaming_websocket_send(ngx_http_streaming_sink_t *sink,
             ngx_add_timer(wev, clcf->send_timeout);
         }
 
-        return;
+        return NGX_OK;
     }
 
     if (wev->timer_set) {
@@ -1254,7 +1272,10 @@ sent:
         sink->done = 1;
         r->lingering_close = 1;
         ngx_http_finalize_request(r, NGX_DONE);
+        return NGX_DONE;
     }
+
+    return NGX_OK;
 }
 
 
@@ -1292,7 +1313,7 @@ ngx_http_streaming_websocket_shutdown(ngx_http_streaming_sink_t *sink)
                                        "worker exiting, reconnect to "
                                        "resume");
 
-    ngx_http_streaming_websocket_send(sink, 0);
+    (void) ngx_http_streaming_websocket_flush(ws);
 }
 
 
