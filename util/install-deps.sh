@@ -14,9 +14,10 @@ for what in "${@:-test}"; do
                        libssl-dev libjansson-dev" ;;
     src)   want="$want gcc make dpkg-dev libpcre2-dev zlib1g-dev libssl-dev libjansson-dev" ;;
     test)  want="$want gcc make nginx nginx-dev libpcre2-dev zlib1g-dev
-                       libssl-dev libjansson-dev perl curl nghttp2-client openssl chromium" ;;
+                       libssl-dev libjansson-dev perl curl nghttp2-client openssl chromium
+                       python3-websockets" ;;
     asan)  want="$want gcc make dpkg-dev libpcre2-dev zlib1g-dev libssl-dev libjansson-dev
-                       perl curl nghttp2-client openssl chromium" ;;
+                       perl curl nghttp2-client openssl chromium python3-websockets" ;;
     valgrind) want="$want valgrind" ;;
     fuzz)  want="$want clang libclang-rt-14-dev libssl-dev libjansson-dev" ;;
     demo)  want="$want gcc make nginx nginx-dev libpcre2-dev zlib1g-dev
