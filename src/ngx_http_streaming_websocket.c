@@ -22,6 +22,9 @@
 
 #define NGX_HTTP_STREAMING_UPGRADE_REQUIRED  426
 
+/* ended streams a socket remembers: acks in flight for them are no error */
+#define NGX_HTTP_STREAMING_WS_ENDED      8
+
 /* the socket's read buffer */
 #define NGX_HTTP_STREAMING_WS_READ_SIZE  4096
 
@@ -57,6 +60,10 @@ typedef struct {
     ngx_event_t                       ping;
     ngx_msec_t                        heard;    /* the client's last frame */
 
+    /* streams that ended lately here (CRC-32 of their ids), for late acks */
+    uint32_t                          ended[NGX_HTTP_STREAMING_WS_ENDED];
+    ngx_uint_t                        nended;
+
     unsigned                          closing:1;  /* a close is queued */
     unsigned                          blocked:1;  /* reading waits for room */
 } ngx_http_streaming_websocket_t;
@@ -87,6 +94,8 @@ static void ngx_http_streaming_websocket_status(
     ngx_http_streaming_websocket_t *ws, ngx_http_streaming_message_t *msg,
     ngx_http_streaming_subscriber_t *ctx);
 static ngx_http_streaming_subscriber_t *ngx_http_streaming_websocket_find(
+    ngx_http_streaming_websocket_t *ws, ngx_str_t *id);
+static ngx_uint_t ngx_http_streaming_websocket_ended(
     ngx_http_streaming_websocket_t *ws, ngx_str_t *id);
 static void ngx_http_streaming_websocket_respond(
     ngx_http_streaming_websocket_t *ws, ngx_str_t *correlation,
@@ -722,6 +731,14 @@ ngx_http_streaming_websocket_control(ngx_http_streaming_websocket_t *ws,
     ctx = ngx_http_streaming_websocket_find(ws, &msg->stream_id);
 
     if (ctx == NULL || ctx->done) {
+
+        if (msg->command == NGX_HTTP_STREAMING_CMD_ACK
+            && ngx_http_streaming_websocket_ended(ws, &msg->stream_id))
+        {
+            /* the client acks what it got before it saw the end */
+            return;
+        }
+
         ngx_http_streaming_websocket_respond(ws, &msg->message_id, NULL,
                                            "INVALID_STREAM",
                                            "the stream is not subscribed "
@@ -1030,6 +1047,27 @@ ngx_http_streaming_websocket_find(ngx_http_streaming_websocket_t *ws,
 }
 
 
+/* the stream ended on this socket lately */
+static ngx_uint_t
+ngx_http_streaming_websocket_ended(ngx_http_streaming_websocket_t *ws,
+    ngx_str_t *id)
+{
+    uint32_t    crc;
+    ngx_uint_t  i, n;
+
+    crc = ngx_crc32_short(id->data, id->len);
+    n = ngx_min(ws->nended, NGX_HTTP_STREAMING_WS_ENDED);
+
+    for (i = 0; i < n; i++) {
+        if (ws->ended[i] == crc) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* a response to the client's message: data (JSON) or an error */
 static void
 ngx_http_streaming_websocket_respond(ngx_http_streaming_websocket_t *ws,
@@ -1154,6 +1192,9 @@ ngx_http_streaming_websocket_run(ngx_http_streaming_websocket_t *ws)
             }
 
             if (ctx->done) {
+                ws->ended[ws->nended++ % NGX_HTTP_STREAMING_WS_ENDED] =
+                    ngx_crc32_short(ctx->req.id.data, ctx->req.id.len);
+
                 ngx_http_streaming_websocket_drop(ws, ctx);
             }
 
