@@ -10,6 +10,14 @@
  * now(CLOCK_MONOTONIC) - usec.  At the end it prints one JSON object on
  * stdout.  It always stops at its timeout.
  *
+ * With -w the connections are WebSocket subscribers (RFC 6455): a GET with
+ * the upgrade handshake, 101 expected, then unmasked server frames are read;
+ * every text message is an event, stamped like an SSE event (the first
+ * "@<usec>" in it).  Pings get pongs; with -a N, every N-th stream-chunk
+ * message of ngx_http_streaming_module is acknowledged with a masked
+ * stream-control ack; its final stream-status (completed, error,
+ * cancelled) or the server's close frame ends the connection.
+ *
  * libc only.  See util/bench/README.md.
  */
 
@@ -40,6 +48,8 @@
 #define MAX_LAT         (64u * 1024 * 1024)   /* latency samples kept */
 #define EPOLL_EVENTS    1024
 #define MAX_HEADERS     16
+#define MAX_MSG         (1024 * 1024)       /* WebSocket message kept */
+#define WS_KEY          "dGhlIHNhbXBsZSBub25jZQ=="
 #define DEFAULT_BODY \
     "{\"model\":\"mock-llm\",\"stream\":true,\"messages\":" \
     "[{\"role\":\"user\",\"content\":\"benchmark\"}]}"
@@ -73,8 +83,11 @@ die(const char *fmt, ...)
 
 enum { S_IDLE, S_CONNECTING, S_SENDING, S_HEAD, S_BODY, S_DONE };
 
-/* body framing */
-enum { B_CHUNKED, B_LENGTH, B_CLOSE };
+/* body framing; B_WS: WebSocket frames after a 101 */
+enum { B_CHUNKED, B_LENGTH, B_CLOSE, B_WS };
+
+/* WebSocket frame reader states */
+enum { W_HEAD, W_PAYLOAD };
 
 /* chunked decoder states */
 enum { K_SIZE, K_EXT, K_SIZE_LF, K_DATA, K_DATA_CR, K_DATA_LF, K_TRAILER,
@@ -120,6 +133,28 @@ typedef struct {
     int        stamp_digits;
     uint64_t   ev_stamp;        /* first stamp of the event, 0 = none */
     uint64_t   events;          /* events of this connection */
+
+    /* WebSocket (-w) */
+    int        ws_st;
+    unsigned char ws_head[14];
+    int        ws_head_len;
+    int        ws_head_need;
+    int        ws_op;           /* opcode of the current frame */
+    int        ws_fin;
+    uint64_t   ws_left;         /* payload bytes left in the frame */
+    int        ws_msg_op;       /* opcode of the message being read, 0 none */
+    char      *msg;             /* the message (its first MAX_MSG bytes) */
+    size_t     msg_len;
+    size_t     msg_cap;
+    unsigned char ctl[125];     /* the control frame's payload */
+    size_t     ctl_len;
+    char      *out;             /* frames to send */
+    size_t     out_len;
+    size_t     out_off;
+    size_t     out_cap;
+    int        out_wait;        /* EPOLLOUT asked for */
+    uint64_t   unacked;         /* chunks since the last ack */
+    int        closing;         /* our close frame is queued */
 } conn_t;
 
 /* ------------------------------------------------------------------ */
@@ -142,6 +177,8 @@ static struct {
     const char *headers[MAX_HEADERS];
     int         nheaders;
     int         quiet;
+    int         ws;
+    int         ack_every;
 } opt;
 
 static char      *g_req;
@@ -157,8 +194,12 @@ static struct {
     uint64_t  bad_stamps;       /* stamps in the future or absurd */
     uint64_t  first_event_us, last_event_us;
     int       active;
+    /* WebSocket */
+    uint64_t  ws_messages, ws_binary, ws_pings, ws_pongs_sent, ws_acks_sent;
+    uint64_t  ws_responses, ws_failed, ws_close_frames, ws_final_status;
 } st;
 
+static uint32_t   g_rand = 2463534242u;      /* xorshift32: mask keys */
 static uint32_t  *g_lat;
 static size_t     g_nlat, g_cap_lat;
 static uint64_t   g_lat_sum, g_lat_max;
@@ -191,6 +232,11 @@ usage(void)
 "  -m METHOD   GET or POST (default POST)\n"
 "  -b BODY     request body for POST (default: a streaming chat request)\n"
 "  -H 'Name: value'  extra request header (repeatable, at most %d)\n"
+"  -w          WebSocket subscribers: GET with the upgrade handshake, 101,\n"
+"              one event per text message\n"
+"  -a N        with -w: acknowledge every N-th stream-chunk message\n"
+"              (ngx_http_streaming_module's stream-control ack; default 0,\n"
+"              no acks)\n"
 "  -Q          no progress messages on stderr\n",
             MAX_CONNS, MAX_HEADERS);
     exit(2);
@@ -311,10 +357,20 @@ build_request(void)
     if (g_req == NULL) {
         die("out of memory");
     }
-    n = (size_t) snprintf(g_req, cap,
-                          "%s %s HTTP/1.1\r\nHost: %s\r\n"
-                          "Accept: text/event-stream\r\n",
-                          post ? "POST" : "GET", opt.path, opt.hostport);
+    if (opt.ws) {
+        n = (size_t) snprintf(g_req, cap,
+                              "GET %s HTTP/1.1\r\nHost: %s\r\n"
+                              "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                              "Sec-WebSocket-Key: " WS_KEY "\r\n"
+                              "Sec-WebSocket-Version: 13\r\n",
+                              opt.path, opt.hostport);
+        post = 0;
+    } else {
+        n = (size_t) snprintf(g_req, cap,
+                              "%s %s HTTP/1.1\r\nHost: %s\r\n"
+                              "Accept: text/event-stream\r\n",
+                              post ? "POST" : "GET", opt.path, opt.hostport);
+    }
     for (i = 0; i < opt.nheaders; i++) {
         if (strlen(opt.headers[i]) > 4096) {
             die("header too long");
@@ -506,6 +562,10 @@ conn_close(conn_t *c)
     }
     free(c->head);
     c->head = NULL;
+    free(c->msg);
+    c->msg = NULL;
+    free(c->out);
+    c->out = NULL;
     c->state = S_DONE;
 }
 
@@ -720,9 +780,20 @@ parse_head(conn_t *c, const char *p, size_t n)
         c->status = 0;
         return (ssize_t) take;
     }
-    if (c->status != 200) {
+    if (c->status != (opt.ws ? 101 : 200)) {
         conn_error(c, E_STATUS);
         return -1;
+    }
+    if (opt.ws) {
+        /* frames from here on; the connection ends with the subscription */
+        c->framing = B_WS;
+        c->keep = 0;
+        c->ws_st = W_HEAD;
+        c->ws_head_len = 0;
+        c->ws_head_need = 2;
+        c->ws_msg_op = 0;
+        c->state = S_BODY;
+        return (ssize_t) take;
     }
     c->keep = minor >= 1;
     v = hdr_find(c->head, "Connection", &vl);
@@ -872,6 +943,333 @@ bad:
     return -1;
 }
 
+/* ------------------------------------------------------------------ */
+/* WebSocket (-w)                                                      */
+
+/* sends what is queued; -1 on error (closed) */
+static int
+ws_flush(conn_t *c)
+{
+    struct epoll_event ev;
+    ssize_t n;
+
+    while (c->out_off < c->out_len) {
+        n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                 MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN) {
+                conn_error(c, E_IO);
+                return -1;
+            }
+            if (!c->out_wait) {
+                c->out_wait = 1;
+                ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP;
+                ev.data.ptr = c;
+                epoll_ctl(g_ep, EPOLL_CTL_MOD, c->fd, &ev);
+            }
+            return 0;
+        }
+        c->out_off += (size_t) n;
+    }
+    c->out_off = c->out_len = 0;
+    if (c->out_wait) {
+        c->out_wait = 0;
+        ev.events = EPOLLIN | EPOLLRDHUP;
+        ev.data.ptr = c;
+        epoll_ctl(g_ep, EPOLL_CTL_MOD, c->fd, &ev);
+    }
+    return 0;
+}
+
+/* queues one masked client frame (FIN set) */
+static void
+ws_queue(conn_t *c, int op, const void *payload, size_t len)
+{
+    unsigned char *h, *d, key[4];
+    size_t         need, i, hl;
+    char          *n;
+
+    need = c->out_len + 14 + len;
+    if (need > c->out_cap) {
+        c->out_cap = need < 256 ? 256 : need * 2;
+        n = realloc(c->out, c->out_cap);
+        if (n == NULL) {
+            die("out of memory");
+        }
+        c->out = n;
+    }
+    h = (unsigned char *) c->out + c->out_len;
+    h[0] = (unsigned char) (0x80 | op);
+    if (len < 126) {
+        h[1] = (unsigned char) (0x80 | len);
+        hl = 2;
+    } else if (len < 65536) {
+        h[1] = 0x80 | 126;
+        h[2] = (unsigned char) (len >> 8);
+        h[3] = (unsigned char) len;
+        hl = 4;
+    } else {
+        h[1] = 0x80 | 127;
+        for (i = 0; i < 8; i++) {
+            h[2 + i] = (unsigned char) ((uint64_t) len >> (56 - 8 * i));
+        }
+        hl = 10;
+    }
+    g_rand ^= g_rand << 13;
+    g_rand ^= g_rand >> 17;
+    g_rand ^= g_rand << 5;
+    memcpy(key, &g_rand, 4);
+    memcpy(h + hl, key, 4);
+    d = h + hl + 4;
+    for (i = 0; i < len; i++) {
+        d[i] = ((const unsigned char *) payload)[i] ^ key[i & 3];
+    }
+    c->out_len += hl + 4 + len;
+}
+
+/* our close frame, once */
+static void
+ws_close(conn_t *c, unsigned code)
+{
+    unsigned char p[2];
+
+    if (c->closing) {
+        return;
+    }
+    c->closing = 1;
+    p[0] = (unsigned char) (code >> 8);
+    p[1] = (unsigned char) code;
+    ws_queue(c, 0x8, p, 2);
+}
+
+/* the value of "key": in the message, NULL if absent; JSON as our module
+ * writes it (no blanks); inside a JSON string the quotes are escaped, so a
+ * match is a key */
+static const char *
+ws_json_find(const char *m, size_t n, const char *key)
+{
+    const char *v = memmem(m, n, key, strlen(key));
+
+    return v ? v + strlen(key) : NULL;
+}
+
+/* one whole text or binary message */
+static void
+ws_message_end(conn_t *c, uint64_t now)
+{
+    const char *m = c->msg, *v, *e;
+    size_t      n = c->msg_len, i;
+    uint64_t    stamp = 0, seq;
+    int         digits;
+    char        ack[512];
+    int         len;
+
+    st.ws_messages++;
+    if (c->ws_msg_op == 0x2) {
+        st.ws_binary++;
+    }
+    c->ws_msg_op = 0;
+
+    /* the stamp: the first "@" followed by digits, as in an SSE event */
+    for (i = 0; m && i < n && !stamp; i++) {
+        if (m[i] != '@') {
+            continue;
+        }
+        digits = 0;
+        while (i + 1 < n && m[i + 1] >= '0' && m[i + 1] <= '9'
+               && digits < 19)
+        {
+            stamp = stamp * 10 + (uint64_t) (m[++i] - '0');
+            digits++;
+        }
+    }
+    c->ev_data = 1;
+    c->ev_stamp = stamp;
+    sse_event_end(c, now);
+    if (m == NULL) {
+        return;
+    }
+
+    if (ws_json_find(m, n, "\"type\":\"response\"")) {
+        st.ws_responses++;
+        if (ws_json_find(m, n, "\"success\":false")) {
+            st.ws_failed++;
+            if (!opt.quiet && st.ws_failed <= 3) {
+                fprintf(stderr, "sse-load: connection %d: %.*s\n", c->idx,
+                        (int) (n > 400 ? 400 : n), m);
+            }
+        }
+        return;
+    }
+
+    /* not the final marker: the subscription is dropped after it */
+    if (opt.ack_every && ws_json_find(m, n, "\"type\":\"stream-chunk\"")
+        && !ws_json_find(m, n, "\"isFinal\":true")
+        && ++c->unacked >= (uint64_t) opt.ack_every
+        && (v = ws_json_find(m, n, "\"sequence\":")) != NULL
+        && (e = ws_json_find(m, n, "\"streamId\":\"")) != NULL)
+    {
+        seq = strtoull(v, NULL, 10);
+        for (i = 0; e + i < m + n && e[i] != '"' && i < 200; i++) {
+            /* the id */
+        }
+        len = snprintf(ack, sizeof(ack), "{\"type\":\"stream-control\","
+                       "\"id\":\"a\",\"payload\":{\"streamId\":\"%.*s\","
+                       "\"command\":\"ack\",\"sequence\":%" PRIu64 "}}",
+                       (int) i, e, seq);
+        ws_queue(c, 0x1, ack, (size_t) len);
+        st.ws_acks_sent++;
+        c->unacked = 0;
+    }
+
+    if (ws_json_find(m, n, "\"type\":\"stream-status\"")
+        && (ws_json_find(m, n, "\"status\":\"completed\"")
+            || ws_json_find(m, n, "\"status\":\"error\"")
+            || ws_json_find(m, n, "\"status\":\"cancelled\"")))
+    {
+        /* the subscription's end: we close */
+        st.ws_final_status++;
+        ws_close(c, 1000);
+    }
+}
+
+/* the end of a control frame; 1 when the connection is done, -1 on error
+ * (closed) */
+static int
+ws_control_end(conn_t *c)
+{
+    switch (c->ws_op) {
+    case 0x9:                   /* ping */
+        st.ws_pings++;
+        if (!c->closing) {
+            ws_queue(c, 0xA, c->ctl, c->ctl_len);
+            st.ws_pongs_sent++;
+        }
+        return 0;
+    case 0xA:                   /* pong */
+        return 0;
+    default:                    /* close: answered (if not ours), done */
+        st.ws_close_frames++;
+        if (!c->closing) {
+            ws_close(c, c->ctl_len >= 2
+                        ? (unsigned) (c->ctl[0] << 8 | c->ctl[1]) : 1000);
+        }
+        return ws_flush(c) < 0 ? -1 : 1;
+    }
+}
+
+/* frames; returns 1 when the connection is done, 0 for more, -1 on error
+ * (closed) */
+static int
+ws_feed(conn_t *c, const unsigned char *p, size_t n, uint64_t now)
+{
+    size_t   i = 0, take, k;
+    uint64_t len;
+    int      r, op, ctl;
+    char    *nm;
+
+    while (i < n) {
+        if (c->ws_st == W_HEAD) {
+            c->ws_head[c->ws_head_len++] = p[i++];
+            if (c->ws_head_len == 2) {
+                /* a server frame is not masked */
+                if ((c->ws_head[0] & 0x70) || (c->ws_head[1] & 0x80)) {
+                    goto bad;
+                }
+                k = c->ws_head[1] & 0x7f;
+                c->ws_head_need = 2 + (k == 126 ? 2 : k == 127 ? 8 : 0);
+            }
+            if (c->ws_head_len < c->ws_head_need) {
+                continue;
+            }
+            op = c->ws_head[0] & 0x0f;
+            c->ws_fin = c->ws_head[0] >> 7;
+            len = c->ws_head[1] & 0x7f;
+            if (len == 126) {
+                len = (uint64_t) c->ws_head[2] << 8 | c->ws_head[3];
+            } else if (len == 127) {
+                len = 0;
+                for (k = 0; k < 8; k++) {
+                    len = len << 8 | c->ws_head[2 + k];
+                }
+                if (len >> 63) {
+                    goto bad;
+                }
+            }
+            ctl = op >= 0x8;
+            if ((ctl && (op > 0xA || !c->ws_fin || len > 125))
+                || (!ctl && op > 0x2)
+                || (op == 0x0 && c->ws_msg_op == 0)
+                || ((op == 0x1 || op == 0x2) && c->ws_msg_op != 0))
+            {
+                goto bad;
+            }
+            if (op == 0x1 || op == 0x2) {
+                c->ws_msg_op = op;
+                c->msg_len = 0;
+            }
+            c->ws_op = op;
+            c->ws_left = len;
+            c->ws_head_len = 0;
+            c->ws_head_need = 2;
+            c->ctl_len = 0;
+            c->ws_st = W_PAYLOAD;
+            if (len) {
+                continue;
+            }
+        } else {
+            take = n - i;
+            if (take > c->ws_left) {
+                take = (size_t) c->ws_left;
+            }
+            st.body_bytes += take;
+            if (c->ws_op >= 0x8) {
+                memcpy(c->ctl + c->ctl_len, p + i, take);
+                c->ctl_len += take;
+            } else {
+                k = c->msg_len + take > MAX_MSG ? MAX_MSG - c->msg_len : take;
+                if (c->msg_len + k > c->msg_cap) {
+                    c->msg_cap = c->msg_len + k < 1024
+                                 ? 1024 : (c->msg_len + k) * 2;
+                    nm = realloc(c->msg, c->msg_cap);
+                    if (nm == NULL) {
+                        die("out of memory");
+                    }
+                    c->msg = nm;
+                }
+                if (k) {
+                    memcpy(c->msg + c->msg_len, p + i, k);
+                    c->msg_len += k;
+                }
+            }
+            i += take;
+            c->ws_left -= take;
+            if (c->ws_left) {
+                continue;
+            }
+        }
+        /* the frame is complete */
+        c->ws_st = W_HEAD;
+        if (c->ws_op >= 0x8) {
+            r = ws_control_end(c);
+            if (r) {
+                return r;
+            }
+        } else if (c->ws_fin) {
+            ws_message_end(c, now);
+        }
+    }
+    r = c->out_off < c->out_len ? ws_flush(c) : 0;
+    return r < 0 ? -1 : 0;
+
+bad:
+    conn_error(c, E_PARSE);
+    return -1;
+}
+
 static void
 conn_readable(conn_t *c, char *buf)
 {
@@ -891,7 +1289,9 @@ conn_readable(conn_t *c, char *buf)
         }
         now = mono_us();
         if (n == 0) {
-            if (c->state == S_BODY && c->framing == B_CLOSE) {
+            if (c->state == S_BODY && c->framing == B_WS && c->closing) {
+                request_done(c);        /* our close frame was answered */
+            } else if (c->state == S_BODY && c->framing == B_CLOSE) {
                 sse_line_end(c, now);   /* flush nothing; EOF ends it */
                 c->keep = 0;
                 request_done(c);
@@ -925,6 +1325,18 @@ conn_readable(conn_t *c, char *buf)
                 goto unexpected;
             }
             switch (c->framing) {
+            case B_WS:
+                r = ws_feed(c, (const unsigned char *) buf + off,
+                            (size_t) n - off, now);
+                if (r < 0) {
+                    return;
+                }
+                if (r == 1) {
+                    request_done(c);
+                    return;
+                }
+                off = (size_t) n;
+                break;
             case B_CHUNKED:
                 r = feed_chunked(c, buf + off, (size_t) n - off, &used, now);
                 if (r < 0) {
@@ -1015,6 +1427,16 @@ print_json(uint64_t wall_us, struct rusage *ru)
            ",\"max\":%" PRIu64 "}",
            g_nlat, g_nlat ? (double) g_lat_sum / (double) g_nlat : 0.0,
            pct(50), pct(90), pct(99), pct(99.9), g_lat_max);
+    if (opt.ws) {
+        printf(",\"ws\":{\"messages\":%" PRIu64 ",\"binary\":%" PRIu64
+               ",\"pings\":%" PRIu64 ",\"pongs_sent\":%" PRIu64
+               ",\"acks_sent\":%" PRIu64 ",\"responses\":%" PRIu64
+               ",\"failed_responses\":%" PRIu64 ",\"close_frames\":%" PRIu64
+               ",\"final_status\":%" PRIu64 "}",
+               st.ws_messages, st.ws_binary, st.ws_pings, st.ws_pongs_sent,
+               st.ws_acks_sent, st.ws_responses, st.ws_failed,
+               st.ws_close_frames, st.ws_final_status);
+    }
     printf(",\"cpu_s\":{\"user\":%.6f,\"sys\":%.6f}"
            ",\"timed_out\":%s}\n",
            (double) ru->ru_utime.tv_sec + ru->ru_utime.tv_usec / 1e6,
@@ -1041,7 +1463,7 @@ main(int argc, char **argv)
     opt.method = "POST";
     opt.body = DEFAULT_BODY;
 
-    while ((o = getopt(argc, argv, "u:c:r:t:d:n:q:m:b:H:Qh")) != -1) {
+    while ((o = getopt(argc, argv, "u:c:r:t:d:n:q:m:b:H:wa:Qh")) != -1) {
         switch (o) {
         case 'u': opt.url = optarg; break;
         case 'c':
@@ -1075,12 +1497,27 @@ main(int argc, char **argv)
             }
             opt.headers[opt.nheaders++] = optarg;
             break;
+        case 'w': opt.ws = 1; break;
+        case 'a':
+            opt.ack_every = atoi(optarg);
+            if (opt.ack_every < 0 || opt.ack_every > 1000000) {
+                die("-a must be 0..1000000");
+            }
+            break;
         case 'Q': opt.quiet = 1; break;
         default: usage();
         }
     }
     if (opt.url == NULL || optind != argc || opt.timeout_s <= 0) {
         usage();
+    }
+    if (opt.ws) {
+        /* one subscription per connection */
+        opt.method = "GET";
+        opt.reqs_per_conn = 1;
+        opt.duration_s = 0;
+    } else if (opt.ack_every) {
+        die("-a needs -w");
     }
     parse_url(opt.url, query);
     build_request();
@@ -1164,6 +1601,10 @@ main(int argc, char **argv)
                     continue;
                 }
                 if (do_send(c) < 0) {
+                    continue;
+                }
+            } else if ((e & EPOLLOUT) && c->out_off < c->out_len) {
+                if (ws_flush(c) < 0) {
                     continue;
                 }
             }
