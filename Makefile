@@ -13,6 +13,7 @@
 #                   (writes build/bench/producer-results.md)
 #   make bench-fanout    fan-out to N SSE subscribers, ours vs nchan
 #                   (writes build/bench/fanout-results.md)
+#   make bench-fanout-ws the same with SSE and WebSocket subscribers
 #   make bench-wakeup    cross-worker wake-up latency, ours vs nchan
 #                   (writes build/bench/wakeup-results.md)
 #
@@ -31,7 +32,8 @@ MOCK_CFLAGS    = -O2 -g -Wall -Wextra -Werror
 SRCS = config $(wildcard src/*.c src/*.h)
 
 .PHONY: all module mock node-deps test asan test-1.26 valgrind debug demo \
-        fuzz clean bench-tools bench-producer bench-fanout bench-wakeup
+        fuzz clean bench-tools bench-producer bench-fanout bench-fanout-ws \
+        bench-wakeup
 
 # the valgrind run: status, formats, errors, subscribers, resume, bad input,
 # publish, tokens
@@ -67,6 +69,11 @@ bench-producer: module mock bench-tools
 # (writes build/bench/fanout-results.md); FANOUT_FLAGS: util/bench/fanout.pl options
 bench-fanout: module mock bench-tools
 	util/bench/fanout.pl $(FANOUT_FLAGS)
+
+# the same scenarios over SSE and over WebSocket in one run (--ws; also
+# make bench-fanout FANOUT_FLAGS=--ws)
+bench-fanout-ws: module mock bench-tools
+	util/bench/fanout.pl --ws $(FANOUT_FLAGS)
 
 # cross-worker wake-up latency, ours vs nchan (libnginx-mod-nchan)
 # (writes build/bench/wakeup-results.md); WAKEUP_FLAGS: util/bench/wakeup.pl

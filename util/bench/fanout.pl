@@ -4,10 +4,12 @@
 # workers, this module (`streaming` producer proxying util/mock-llm +
 # `streaming_subscribe`) against nchan (Debian's libnginx-mod-nchan, loaded
 # into the same nginx), plus replay time of retained chunks and RSS per idle
-# subscriber (each side measured in a fresh nginx of its own).
+# subscriber (each side measured in a fresh nginx of its own).  With --ws
+# the same scenarios run again with WebSocket subscribers (ours acked every
+# --ws-ack chunks, window --ws-window; nchan's `nchan_subscriber websocket`).
 #
 #   util/bench/fanout.pl [--subs 100,1000,5000] [--msgs 500] [--rate 100]
-#                        [--rss-subs 100,1000,5000]
+#                        [--rss-subs 100,1000,5000] [--ws]
 #
 # Writes build/bench/fanout-results.md (and prints it).  Everything binds to
 # 127.0.0.1; every wait is bounded.
@@ -39,6 +41,9 @@ my %o = (
     replay_reps => 3,
     rss_subs   => undef,
     size       => 200,
+    transport  => 'sse',
+    ws_ack     => 16,
+    ws_window  => 1024,
     nginx      => '/usr/sbin/nginx',
     module     => "$top/build/debian/ngx_http_streaming_module.so",
     nchan      => '/usr/lib/nginx/modules/ngx_nchan_module.so',
@@ -54,13 +59,18 @@ GetOptions(
     'replay=s'    => \$o{replay},
     'replay-reps=i' => \$o{replay_reps},
     'rss-subs=s'  => \$o{rss_subs},
+    'transport=s' => \$o{transport},
+    'ws'          => sub { $o{transport} = 'sse,ws' },
+    'ws-ack=i'    => \$o{ws_ack},
+    'ws-window=i' => \$o{ws_window},
     'nginx=s'     => \$o{nginx},
     'module=s'    => \$o{module},
     'nchan=s'     => \$o{nchan},
     'out=s'       => \$o{out},
 ) or die "usage: $0 [--subs N,N] [--msgs N] [--rate X] [--fast-msgs N] "
         . "[--fast-subs N] [--replay N,N] [--replay-reps N] "
-        . "[--rss-subs N,N]\n";
+        . "[--rss-subs N,N] [--transport sse,ws | --ws] [--ws-ack N] "
+        . "[--ws-window N]\n";
 
 my @subs = grep { /\S/ } split /,/, $o{subs};
 die "--subs: numbers 1..8000\n" if grep { !/^\d+$/ || $_ < 1 || $_ > 8000 } @subs;
@@ -75,6 +85,12 @@ die "--msgs must be 1..100000\n" unless $o{msgs} >= 1 && $o{msgs} <= 100000;
 die "--rate must be > 0\n" unless $o{rate} > 0;
 die "--replay-reps must be 1..10\n"
     unless $o{replay_reps} >= 1 && $o{replay_reps} <= 10;
+my @trs = grep { /\S/ } split /,/, $o{transport};
+die "--transport: sse, ws\n"
+    if !@trs || grep { !/^(sse|ws)$/ } @trs;
+my %tr = map { $_ => 1 } @trs;
+die "--ws-ack must be 1..--ws-window\n"
+    unless $o{ws_ack} >= 1 && $o{ws_ack} <= $o{ws_window};
 
 my $mock_bin = "$top/build/mock-llm";
 my $load_bin = "$top/build/sse-load";
@@ -105,7 +121,7 @@ sub snap {
         $s{fd} += proc_nfd($w);
     }
     $s{mock_ns} = proc_sched_ns($mock_pid);
-    ($s{tot}, $s{idle}) = machine_cpu();
+    ($s{tot}, $s{idle}, $s{steal}) = machine_cpu();
     $s{time} = time;
     return \%s;
 }
@@ -116,6 +132,23 @@ sub snap {
 sub write_conf {
     my (%a) = @_;
     my $dir = $prefix;
+    # WebSocket subscribers: every one of ours is paced by acks
+    my $ws = !$tr{ws} ? '' : <<"WS";
+
+        # ours: WebSocket subscribers, paced by acks (the client acks every
+        # $o{ws_ack} chunks)
+        location = /wsub {
+            streaming_subscribe bench;
+            streaming_id \$arg_id;
+            streaming_window $o{ws_window};
+        }
+        # nchan: WebSocket subscribers
+        location = /nwsub {
+            nchan_subscriber websocket;
+            nchan_channel_id \$arg_id;
+            nchan_subscriber_first_message oldest;
+        }
+WS
     prepare_prefix($dir, qw(conf logs tmp));
     my $temp_paths = temp_paths_conf("$dir/tmp");
     open my $f, '>', "$dir/conf/nginx.conf" or die "$!\n";
@@ -183,7 +216,7 @@ $temp_paths
             nchan_channel_id \$arg_id;
             nchan_subscriber_first_message oldest;
         }
-    }
+$ws    }
 }
 CONF
     close $f;
@@ -211,11 +244,34 @@ sub new_log_lines {
 sub load_cmd {
     my (%a) = @_;
     my @cmd = ($load_bin, '-u', $a{url}, '-c', $a{conns}, '-t', $a{timeout},
-               '-Q', '-m', $a{method} // 'GET',
-               '-H', 'Accept: text/event-stream');
+               '-Q', '-m', $a{method} // 'GET');
+    if ($a{ws}) {
+        push @cmd, '-w';
+        push @cmd, '-a', $a{ack} if $a{ack};
+    } else {
+        push @cmd, '-H', 'Accept: text/event-stream';
+    }
     push @cmd, '-r', $a{ramp} if $a{ramp};
     return @cmd;
 }
+
+# subscribers' path: SSE or WebSocket, ours or nchan's
+sub sub_path {
+    my ($tr, $side, $id, $from) = @_;
+    return $side eq 'ours'
+        ? ($tr eq 'ws' ? '/wsub' : '/sub') . "?id=$id&from=$from"
+        : ($tr eq 'ws' ? '/nwsub' : '/nsub') . "?id=$id";
+}
+
+# subscribers' command
+sub sub_cmd {
+    my ($tr, $side, %a) = @_;
+    return load_cmd(%a, ws => $tr eq 'ws',
+                    ack => $side eq 'ours' ? $o{ws_ack} : 0);
+}
+
+# how a side is named in log lines
+sub who { my ($tr, $side) = @_; $tr eq 'sse' ? $side : "$side/ws" }
 
 # ------------------------------------------------------------------
 # nchan publisher (forked child): N messages at RATE/s (0 = back to back)
@@ -355,7 +411,7 @@ sub replay_once {
 logp("top $top");
 make_path($bench);
 my $m0 = snap_machine();
-sub snap_machine { my ($t, $i) = machine_cpu(); return { tot => $t, idle => $i, time => time } }
+sub snap_machine { my ($t, $i, $s) = machine_cpu(); return { tot => $t, idle => $i, steal => $s, time => time } }
 my $load0 = loadavg_line();
 (my $mport, $mock_pid) = start_mock($mock_bin);
 my $port  = free_port();
@@ -365,7 +421,7 @@ logp("mock on $mport (pid $mock_pid), nginx on $port (master " . nginx_master() 
 new_log_lines('start');
 my $base = "http://127.0.0.1:$port";
 my @cmds;
-my %res;    # {side}{scenario} = {...}
+my %res;    # {transport}{side}{scenario} = {...}
 
 sub wait_fds {
     my ($target, $secs) = @_;
@@ -398,9 +454,10 @@ sub wait_stream {
 
 my $seq = 0;
 
-# one fan-out run: $n subscribers, $msgs messages at $rate (0 = fast)
+# one fan-out run: $n subscribers, $msgs messages at $rate (0 = fast), over
+# SSE or WebSocket ($tr)
 sub fanout {
-    my ($side, $label, $n, $msgs, $rate) = @_;
+    my ($tr, $side, $label, $n, $msgs, $rate) = @_;
     $seq++;
     my $id = "f$seq$side";
     my $ramp = $n > 200 ? sprintf('%.1f', $n / 2000) : 0;
@@ -422,9 +479,10 @@ sub fanout {
         wait_stream($id, 10) or push @notes, "$label ours: stream $id not seen in status";
         $s0 = snap();                      # producer attached, no subscribers
     }
-    my $path = $side eq 'ours' ? "/sub?id=$id&from=live" : "/nsub?id=$id";
-    my @c = load_cmd(url => "$base$path", conns => $n, ramp => $ramp,
-                     timeout => int($attach_wait + $run_secs + $ttft / 1000));
+    my $path = sub_path($tr, $side, $id, 'live');
+    my @c = sub_cmd($tr, $side, url => "$base$path", conns => $n,
+                    ramp => $ramp,
+                    timeout => int($attach_wait + $run_secs + $ttft / 1000));
     my ($lpid, $lfh) = load_start(@c);
     my $s1 = wait_fds($s0->{fd} + $n, $attach_wait);
     sleep 0.5;
@@ -458,18 +516,22 @@ sub fanout {
     $r{mock_ns} = $s2->{mock_ns} - $s1->{mock_ns};
     $r{busy} = ($s2->{tot} - $s1->{tot})
         ? 1 - ($s2->{idle} - $s1->{idle}) / ($s2->{tot} - $s1->{tot}) : undef;
+    $r{steal} = ($s2->{tot} - $s1->{tot})
+        ? ($s2->{steal} - $s1->{steal}) / ($s2->{tot} - $s1->{tot}) : undef;
     $r{secs} = $s2->{time} - $s1->{time};
+    $r{ws} = $lr->{ws};
+    $r{bytes_per_ev} = $ev ? ($lr->{body_bytes} // 0) / $ev : undef;
     $r{lat} = $lr->{latency_us} // {};
     $r{errors} = $lr->{errors};
     $r{error_kinds} = $lr->{error_kinds};
     $r{cmd} = show_cmd(@c);
     $r{pcmd} = $pcmd;
-    my @l = new_log_lines("$label $side");
+    my @l = new_log_lines("$label " . who($tr, $side));
     $r{errlog} = scalar @l;
-    $res{$side}{$label} = \%r;
+    $res{$tr}{$side}{$label} = \%r;
     logp(sprintf("%-6s %-22s subs %d attached %d events %d/%d stamped %d "
                  . "p50 %s p99 %s us, %.0f ns/ev, rss/sub %.0f B, errors %s, "
-                 . "errlog %d", $side, $label, $n, $r{attached}, $ev,
+                 . "errlog %d", who($tr, $side), $label, $n, $r{attached}, $ev,
                  $r{expected}, $r{stamped}, $r{lat}{p50} // '-',
                  $r{lat}{p99} // '-', $r{ns_per_ev} // -1, $r{rss_per_sub},
                  $lr->{errors} // '?', $r{errlog}));
@@ -509,7 +571,7 @@ sub replay {
     $r{path} = $path;
     my @l = new_log_lines("replay $n $side");
     $r{errlog} = scalar @l;
-    $res{$side}{"replay$n"} = \%r;
+    $res{sse}{$side}{"replay$n"} = \%r;
     logp(sprintf("%-6s replay %d: %s s (stamps %s, status %s)", $side, $n,
                  defined $r{secs} ? sprintf('%.4f', $r{secs}) : '-',
                  $r{stamps}, $r{status}));
@@ -521,7 +583,7 @@ sub replay {
 # they are measured; they read it (from=0 / nchan's oldest message), so
 # every one of them has had its response head and one event sent.
 sub rss_idle {
-    my ($side, $n) = @_;
+    my ($tr, $side, $n) = @_;
     stop_nginx();
     @workers = start_nginx_fanout($port, $mport);
     $errlog->rewind;
@@ -548,9 +610,9 @@ sub rss_idle {
         $r{pcmd} = "publisher: 1 x POST /npub?id=$id (ok $p->{ok})";
     }
     my $s0 = snap();
-    my $path = $side eq 'ours' ? "/sub?id=$id&from=0" : "/nsub?id=$id";
-    my @c = load_cmd(url => "$base$path", conns => $n, ramp => $ramp,
-                     timeout => int($attach_wait + 30));
+    my $path = sub_path($tr, $side, $id, 0);
+    my @c = sub_cmd($tr, $side, url => "$base$path", conns => $n,
+                    ramp => $ramp, timeout => int($attach_wait + 30));
     my ($lpid, $lfh) = load_start(@c);
     wait_fds($s0->{fd} + $n, $attach_wait);
     sleep 0.5;
@@ -566,30 +628,39 @@ sub rss_idle {
         close $fh;
         untrack_pid($pid);
     }
-    my @l = new_log_lines("RSS $n $side");
+    my @l = new_log_lines("RSS $n " . who($tr, $side));
     $r{errlog} = scalar @l;
-    $res{$side}{"rss$n"} = \%r;
+    $res{$tr}{$side}{"rss$n"} = \%r;
     logp(sprintf("%-6s RSS, fresh nginx: %d subs, attached %d, %.0f B"
-                 . " (anon %.0f B) per idle subscriber", $side, $n,
+                 . " (anon %.0f B) per idle subscriber", who($tr, $side), $n,
                  $r{attached}, $r{rss_per_sub}, $r{anon_per_sub}));
 }
 
 # warm-up
-fanout('ours', 'warmup', 20, 20, 100);
-fanout('nchan', 'warmup', 20, 20, 100);
+for my $tr (@trs) {
+    fanout($tr, 'ours', 'warmup', 20, 20, 100);
+    fanout($tr, 'nchan', 'warmup', 20, 20, 100);
+}
 
+# each scenario over each transport, one right after the other, so that
+# the machine's load changes as little as possible between them
 my @labels;
 my $flip = 0;
 for my $n (@subs) {
     my $label = "$n subs \@ $o{rate}/s";
     push @labels, $label;
-    my @sides = $flip++ % 2 ? qw(nchan ours) : qw(ours nchan);
-    fanout($_, $label, $n, $o{msgs}, $o{rate}) for @sides;
+    for my $tr (@trs) {
+        my @sides = $flip++ % 2 ? qw(nchan ours) : qw(ours nchan);
+        fanout($tr, $_, $label, $n, $o{msgs}, $o{rate}) for @sides;
+    }
 }
 if ($o{fast_msgs} > 0) {
     my $label = "$o{fast_subs} subs, fast";
     push @labels, $label;
-    fanout($_, $label, $o{fast_subs}, $o{fast_msgs}, 0) for qw(ours nchan);
+    for my $tr (@trs) {
+        fanout($tr, $_, $label, $o{fast_subs}, $o{fast_msgs}, 0)
+            for qw(ours nchan);
+    }
 }
 for my $n (@replay) {
     replay($_, $n) for qw(ours nchan);
@@ -608,7 +679,9 @@ my @wnow = children_of(nginx_master());
 push @notes, "nginx workers changed during the run: @workers -> @wnow"
     if "@wnow" ne "@workers";
 for my $n (@rss_subs) {
-    rss_idle($_, $n) for qw(ours nchan);
+    for my $tr (@trs) {
+        rss_idle($tr, $_, $n) for qw(ours nchan);
+    }
 }
 cleanup();
 new_log_lines('shutdown');
@@ -623,6 +696,30 @@ sub ratio {
     return '–' unless defined $a && defined $b && $b != 0;
     return sprintf('%.2f', $a / $b);
 }
+
+my %trname = (sse => 'SSE', ws => 'WebSocket');
+# one row of a scenario's figures
+sub cells {
+    my ($tr, $label, $r) = @_;
+    my @c = ($label, $r->{side}, "$r->{attached} / $r->{subs}",
+             "$r->{stamped} / $r->{expected}", $r->{errors} // '?',
+             f0($r->{lat}{p50}), f0($r->{lat}{p99}), f0($r->{lat}{max}),
+             f0($r->{ns_per_stamped}));
+    my $busy = defined $r->{busy} ? sprintf('%.0f%%', 100 * $r->{busy})
+                                  : '–';
+    return (@c, $busy) if $tr eq 'sse';
+    my $ws = $r->{ws} // {};
+    return (@c, f0($r->{bytes_per_ev}),
+            ($ws->{acks_sent} // '?') . ' / ' . ($ws->{failed_responses} // '?'),
+            $busy . (defined $r->{steal}
+                     ? sprintf(' (%.0f%%)', 100 * $r->{steal}) : ''));
+}
+# "ours / nchan (ratio)"
+sub pair {
+    my ($a, $b, $fmt) = @_;
+    return sprintf('%s / %s (%s)', $fmt->($a), $fmt->($b), ratio($a, $b));
+}
+sub fms { defined $_[0] ? sprintf('%.2f', $_[0] / 1000) : '–' }
 
 my @md;
 push @md, "# Fan-out benchmark: ngx_http_streaming_module vs nchan", '';
@@ -640,58 +737,108 @@ push @md, "One nginx (`$o{nginx}`, 2 workers, `reuseport`, so the subscribers"
     . " eventsource`). Subscribers: `build/sse-load` (GET, `Accept:"
     . " text/event-stream`); latency = receive time − the `\@<usec>`"
     . " CLOCK_MONOTONIC stamp written by the mock / the publisher.", '';
-push @md, "## Fan-out", '';
-push @md, "| scenario | side | subscribers attached | events received / expected | errors | p50 µs | p99 µs | max µs | nginx CPU ns / delivery | machine busy |";
-push @md, "|---|---|---|---|---|---|---|---|---|---|";
-for my $l (@labels) {
-    for my $side (qw(ours nchan)) {
-        my $r = $res{$side}{$l} or next;
-        push @md, sprintf("| %s | %s | %d / %d | %d / %d | %s | %s | %s | %s | %s | %s%% |",
-            $l, $side, $r->{attached}, $r->{subs}, $r->{stamped},
-            $r->{expected}, $r->{errors} // '?', f0($r->{lat}{p50}),
-            f0($r->{lat}{p99}), f0($r->{lat}{max}), f0($r->{ns_per_stamped}),
-            defined $r->{busy} ? sprintf('%.0f', 100 * $r->{busy}) : '–');
+push @md, "WebSocket: the same producers and scenarios, subscribers"
+    . " `build/sse-load -w` (the RFC 6455 handshake, one event per text"
+    . " message, its latency from the first `\@<usec>` in it, as for SSE)."
+    . " Ours: `GET /wsub?id=X&from=live` (`streaming_subscribe` with"
+    . " `streaming_window $o{ws_window}`; every chunk is an Omni"
+    . " `stream-chunk` JSON message; every WebSocket subscription is paced"
+    . " by acks, and the client acks every $o{ws_ack} chunks with a masked"
+    . " `stream-control` `ack`, closes after the final `stream-status`)."
+    . " nchan: `GET /nwsub?id=X` (`nchan_subscriber websocket`, the"
+    . " message body as it was published; nchan closes with a close frame"
+    . " on the channel's `DELETE`), no acks.", '' if $tr{ws};
+for my $tr (@trs) {
+    my $R = $res{$tr};
+    my @head = ('scenario', 'side', 'subscribers attached',
+                'events received / expected', 'errors', 'p50 µs', 'p99 µs',
+                'max µs', 'nginx CPU ns / delivery');
+    push @head, $tr eq 'sse' ? 'machine busy'
+        : ('bytes / message', 'acks sent / failed responses',
+           'machine busy (steal)');
+    push @md, $tr eq 'sse' ? "## Fan-out" : "## Fan-out, WebSocket", '';
+    push @md, md_table(\@head, map { my $l = $_;
+        map { $R->{$_}{$l} ? [cells($tr, $l, $R->{$_}{$l})] : () }
+            qw(ours nchan) } @labels);
+    push @md, '', "\"events received\" counts stamped events (one per"
+        . " chunk/message); CPU per delivery = schedstat run time of both"
+        . " workers from all-attached to all-finished ÷ stamped events"
+        . " received by all subscribers. \"subscribers attached\" = new"
+        . " descriptors in the two workers after the attach wait (ours: the"
+        . " producer's two descriptors are in the baseline).", ''
+        if $tr eq 'sse';
+    push @md, '', "Messages are text frames; \"events received\" counts"
+        . " stamped messages (ours: the `stream-chunk`s with a token, not"
+        . " `stream-init`, the role chunk, the final marker and"
+        . " `stream-status`); bytes / message = frame payload bytes ÷ all"
+        . " messages. CPU per delivery as for SSE; for ours it includes"
+        . " reading the acks.", '' if $tr eq 'ws';
+    push @md, $tr eq 'sse' ? "## Ratios (ours ÷ nchan; below 1 = ours is lower)"
+        : "## Ratios, WebSocket (ours ÷ nchan; below 1 = ours is lower)", '';
+    push @md, md_table(['scenario', 'p50 latency', 'p99 latency',
+                        'CPU / delivery'],
+        map { my ($a, $b) = ($R->{ours}{$_}, $R->{nchan}{$_});
+              $a && $b ? [$_, ratio($a->{lat}{p50}, $b->{lat}{p50}),
+                          ratio($a->{lat}{p99}, $b->{lat}{p99}),
+                          ratio($a->{ns_per_stamped}, $b->{ns_per_stamped})]
+                       : () } @labels);
+    push @md, '';
+}
+if (@trs > 1) {
+    push @md, "## SSE and WebSocket side by side (ours / nchan, ratio)", '';
+    push @md, "RSS from the fresh-nginx measurement below (where that count"
+        . " was measured).", '';
+    my @rows;
+    for my $l (@labels) {
+        my ($n) = $l =~ /^(\d+) subs \@/;
+        for my $tr (@trs) {
+            my ($a, $b) = ($res{$tr}{ours}{$l}, $res{$tr}{nchan}{$l});
+            next unless $a && $b;
+            my ($ra, $rb) = defined $n ? ($res{$tr}{ours}{"rss$n"},
+                                          $res{$tr}{nchan}{"rss$n"}) : ();
+            push @rows, [$l, $trname{$tr},
+                pair($a->{lat}{p50}, $b->{lat}{p50}, \&fms),
+                pair($a->{lat}{p99}, $b->{lat}{p99}, \&fms),
+                pair($a->{ns_per_stamped}, $b->{ns_per_stamped}, \&f0),
+                $ra && $rb ? pair($ra->{rss_per_sub}, $rb->{rss_per_sub},
+                                  \&f0) : '–'];
+        }
     }
+    push @md, md_table(['scenario', 'transport', 'p50 ms', 'p99 ms',
+                        'nginx CPU ns / delivery',
+                        'RSS B per idle subscriber'], @rows);
+    push @md, '';
 }
-push @md, '', "\"events received\" counts stamped events (one per"
-    . " chunk/message); CPU per delivery = schedstat run time of both workers"
-    . " from all-attached to all-finished ÷ stamped events received by all"
-    . " subscribers. \"subscribers attached\" = new descriptors in the two"
-    . " workers after the attach wait (ours: the producer's two descriptors are"
-    . " in the baseline).", '';
 
-push @md, "## Ratios (ours ÷ nchan; below 1 = ours is lower)", '';
-push @md, "| scenario | p50 latency | p99 latency | CPU / delivery |";
-push @md, "|---|---|---|---|";
-for my $l (@labels) {
-    my ($a, $b) = ($res{ours}{$l}, $res{nchan}{$l});
-    next unless $a && $b;
-    push @md, sprintf("| %s | %s | %s | %s |", $l,
-        ratio($a->{lat}{p50}, $b->{lat}{p50}),
-        ratio($a->{lat}{p99}, $b->{lat}{p99}),
-        ratio($a->{ns_per_stamped}, $b->{ns_per_stamped}));
+for my $tr (@trs) {
+    my $R = $res{$tr};
+    push @md, $tr eq 'sse'
+        ? "## RSS per idle subscriber (a fresh nginx per side)"
+        : "## RSS per idle subscriber, WebSocket (a fresh nginx per side)",
+        '';
+    push @md, "For each count and side a new nginx is started (same"
+        . " configuration), a stream with one chunk is made (ours: a"
+        . " `streaming` request whose mock sends token 0 at once and token 1"
+        . " only after 100 s; nchan: one published message), N subscribers"
+        . " read it (`from=0` / nchan's oldest message) and stay idle. RSS"
+        . " per idle subscriber = (VmRSS, and RssAnon, of both workers with"
+        . " the N subscribers attached − the same before they attached) ÷"
+        . " N.", '' if $tr eq 'sse';
+    push @md, "The same with WebSocket subscribers (ours: `stream-init` and"
+        . " the one chunk read; nchan: the one message).", ''
+        if $tr eq 'ws';
+    push @md, md_table(['subscribers', 'ours attached',
+                        'ours B (VmRSS; RssAnon)', 'nchan attached',
+                        'nchan B (VmRSS; RssAnon)', 'ratio (VmRSS)'],
+        map { my ($a, $b) = ($R->{ours}{"rss$_"}, $R->{nchan}{"rss$_"});
+              $a && $b ? [$_, $a->{attached},
+                          f0($a->{rss_per_sub}) . '; ' . f0($a->{anon_per_sub}),
+                          $b->{attached},
+                          f0($b->{rss_per_sub}) . '; ' . f0($b->{anon_per_sub}),
+                          ratio($a->{rss_per_sub}, $b->{rss_per_sub})]
+                       : () } @rss_subs);
+    push @md, '';
 }
-push @md, '';
-
-push @md, "## RSS per idle subscriber (a fresh nginx per side)", '';
-push @md, "For each count and side a new nginx is started (same configuration),"
-    . " a stream with one chunk is made (ours: a `streaming` request whose"
-    . " mock sends token 0 at once and token 1 only after 100 s; nchan: one"
-    . " published message), N subscribers read it (`from=0` / nchan's oldest"
-    . " message) and stay idle. RSS per idle subscriber = (VmRSS, and"
-    . " RssAnon, of both workers with the N subscribers attached − the same"
-    . " before they attached) ÷ N.", '';
-push @md, "| subscribers | ours attached | ours B (VmRSS; RssAnon) | nchan attached | nchan B (VmRSS; RssAnon) | ratio (VmRSS) |";
-push @md, "|---|---|---|---|---|---|";
-for my $n (@rss_subs) {
-    my ($a, $b) = ($res{ours}{"rss$n"}, $res{nchan}{"rss$n"});
-    next unless $a && $b;
-    push @md, sprintf("| %d | %d | %s; %s | %d | %s; %s | %s |", $n,
-        $a->{attached}, f0($a->{rss_per_sub}), f0($a->{anon_per_sub}),
-        $b->{attached}, f0($b->{rss_per_sub}), f0($b->{anon_per_sub}),
-        ratio($a->{rss_per_sub}, $b->{rss_per_sub}));
-}
-push @md, '';
 
 push @md, "## Replay to a reconnecting client", '';
 push @md, "Time from connect until the last retained chunk has arrived (ours:"
@@ -701,7 +848,7 @@ push @md, "Time from connect until the last retained chunk has arrived (ours:"
 push @md, "| retained | ours s | nchan s | ratio | ours stamps seen | nchan stamps seen | ours status | nchan status |";
 push @md, "|---|---|---|---|---|---|---|---|";
 for my $n (@replay) {
-    my ($a, $b) = ($res{ours}{"replay$n"}, $res{nchan}{"replay$n"});
+    my ($a, $b) = ($res{sse}{ours}{"replay$n"}, $res{sse}{nchan}{"replay$n"});
     push @md, sprintf("| %d | %s | %s | %s | %s | %s | %s | %s |", $n,
         defined $a->{secs} ? sprintf('%.4f', $a->{secs}) : '–',
         defined $b->{secs} ? sprintf('%.4f', $b->{secs}) : '–',
@@ -712,9 +859,11 @@ push @md, '';
 
 push @md, "## Machine load", '';
 my $mt = $m1->{tot} - $m0->{tot};
-push @md, sprintf("- CPUs: %s; whole run %.0f s, machine busy %.0f%%",
+push @md, sprintf("- CPUs: %s; whole run %.0f s, machine busy %.0f%%"
+    . " (steal %.0f%%)",
     `nproc` =~ s/\s+//r, $m1->{time} - $m0->{time},
-    $mt ? 100 * (1 - ($m1->{idle} - $m0->{idle}) / $mt) : 0);
+    $mt ? 100 * (1 - ($m1->{idle} - $m0->{idle}) / $mt) : 0,
+    $mt ? 100 * ($m1->{steal} - $m0->{steal}) / $mt : 0);
 push @md, "- loadavg before: $load0" =~ s/\n//r;
 push @md, "- loadavg after: $load1" =~ s/\n//r;
 push @md, "- the subscribers' client, the mock / publisher and both nginx"
@@ -725,49 +874,61 @@ push @md, "- the subscribers' client, the mock / publisher and both nginx"
 push @md, "## Commands", '';
 push @md, '```';
 push @md, "make bench-fanout   # = $cmdline";
-for my $l ('warmup', @labels) {
-    for my $side (qw(ours nchan)) {
-        my $r = $res{$side}{$l} or next;
-        push @md, "# $l, $side";
-        push @md, "$r->{pcmd}" if $r->{pcmd};
-        push @md, $r->{cmd};
+for my $tr (@trs) {
+    for my $l ('warmup', @labels) {
+        for my $side (qw(ours nchan)) {
+            my $r = $res{$tr}{$side}{$l} or next;
+            push @md, "# $l, $side" . ($tr eq 'ws' ? ', WebSocket' : '');
+            push @md, "$r->{pcmd}" if $r->{pcmd};
+            push @md, $r->{cmd};
+        }
     }
 }
 for my $n (@replay) {
     for my $side (qw(ours nchan)) {
-        my $r = $res{$side}{"replay$n"} or next;
+        my $r = $res{sse}{$side}{"replay$n"} or next;
         push @md, "# replay $n, $side";
         push @md, $r->{fill};
         push @md, "GET $r->{path} (x$o{replay_reps}, own client in fanout.pl)";
     }
 }
 for my $n (@rss_subs) {
-    for my $side (qw(ours nchan)) {
-        my $r = $res{$side}{"rss$n"} or next;
-        push @md, "# RSS, $n idle subscribers, $side (fresh nginx)";
-        push @md, $r->{pcmd}, $r->{cmd};
+    for my $tr (@trs) {
+        for my $side (qw(ours nchan)) {
+            my $r = $res{$tr}{$side}{"rss$n"} or next;
+            push @md, "# RSS, $n idle subscribers, $side"
+                      . ($tr eq 'ws' ? ', WebSocket' : '') . " (fresh nginx)";
+            push @md, $r->{pcmd}, $r->{cmd};
+        }
     }
 }
 push @md, '```', '';
 push @md, "nginx.conf: `build/bench/fanout/conf/nginx.conf`.", '';
 
 push @md, "## nchan publisher", '';
-for my $l (@labels) {
-    my $r = $res{nchan}{$l} or next;
-    my $p = $r->{pub};
-    push @md, sprintf("- %s: %d published, %d failed, %.2f s (%.0f msg/s)",
-        $l, $p->{ok}, $p->{bad}, $p->{secs},
-        $p->{secs} ? $p->{ok} / $p->{secs} : 0);
+for my $tr (@trs) {
+    for my $l (@labels) {
+        my $r = $res{$tr}{nchan}{$l} or next;
+        my $p = $r->{pub};
+        push @md, sprintf("- %s%s: %d published, %d failed, %.2f s"
+            . " (%.0f msg/s)", $l, $tr eq 'ws' ? ', WebSocket' : '',
+            $p->{ok}, $p->{bad}, $p->{secs},
+            $p->{secs} ? $p->{ok} / $p->{secs} : 0);
+    }
 }
 push @md, '';
 push @md, "## sse-load error kinds", '';
-for my $l (@labels) {
-    for my $side (qw(ours nchan)) {
-        my $r = $res{$side}{$l} or next;
-        push @md, "- $l, $side: " . $json->encode($r->{error_kinds} // {})
-            . ($side eq 'ours' && $r->{producer}
-               ? "; producer client: events $r->{producer}{events}, errors "
-                 . ($r->{producer}{errors} // '?') : '');
+for my $tr (@trs) {
+    for my $l (@labels) {
+        for my $side (qw(ours nchan)) {
+            my $r = $res{$tr}{$side}{$l} or next;
+            push @md, "- $l, $side" . ($tr eq 'ws' ? ', WebSocket' : '')
+                . ": " . $json->encode($r->{error_kinds} // {})
+                . ($r->{ws} ? "; WebSocket: " . $json->encode($r->{ws}) : '')
+                . ($side eq 'ours' && $r->{producer}
+                   ? "; producer client: events $r->{producer}{events},"
+                     . " errors " . ($r->{producer}{errors} // '?') : '');
+        }
     }
 }
 push @md, '';
