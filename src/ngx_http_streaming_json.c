@@ -218,7 +218,10 @@ ngx_http_streaming_out_json_str(ngx_http_streaming_out_t *out, ngx_str_t *s)
 
     *p++ = '"';
 
-    if (len == s->len) {
+    if (len == 0) {
+        /* an empty string's data may be NULL */
+
+    } else if (len == s->len) {
         p = ngx_cpymem(p, s->data, len);
 
     } else {

@@ -407,6 +407,18 @@ ngx_http_streaming_message_envelope(ngx_pool_t *pool, json_t *root,
     json_t     *value;
     ngx_int_t   rc;
 
+    /* the id first: even a refusal answers with it */
+
+    value = json_object_get(root, "id");
+
+    if (value != NULL) {
+        rc = ngx_http_streaming_message_id(pool, value, &msg->message_id,
+                                           err);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
     rc = ngx_http_streaming_message_name(root,
                                          &ngx_http_streaming_message_type,
                                          ngx_http_streaming_message_types,
@@ -419,16 +431,6 @@ ngx_http_streaming_message_envelope(ngx_pool_t *pool, json_t *root,
         *err = "unknown message type";
         msg->unknown_type = 1;
         return NGX_DECLINED;
-    }
-
-    value = json_object_get(root, "id");
-
-    if (value != NULL) {
-        rc = ngx_http_streaming_message_id(pool, value, &msg->message_id,
-                                           err);
-        if (rc != NGX_OK) {
-            return rc;
-        }
     }
 
     value = json_object_get(root, "payload");

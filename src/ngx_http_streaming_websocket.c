@@ -71,7 +71,7 @@ typedef struct {
 
 static void ngx_http_streaming_websocket_cleanup(void *data);
 static ngx_int_t ngx_http_streaming_websocket_handshake(ngx_http_request_t *r,
-    u_char *accept);
+    u_char *accept, ngx_int_t *refused);
 static ngx_int_t ngx_http_streaming_websocket_subscribe(
     ngx_http_streaming_websocket_t *ws, ngx_http_streaming_subscription_t *sn,
     ngx_http_streaming_refusal_t *no, ngx_http_streaming_subscriber_t **sub,
@@ -168,8 +168,7 @@ ngx_http_streaming_websocket_start(ngx_http_request_t *r,
     ngx_http_streaming_websocket_t   *ws;
     u_char                            accept[NGX_HTTP_STREAMING_WS_ACCEPT_LEN];
 
-    rc = ngx_http_streaming_websocket_handshake(r, accept);
-    if (rc != NGX_OK) {
+    if (ngx_http_streaming_websocket_handshake(r, accept, &rc) != NGX_OK) {
         return rc;
     }
 
@@ -309,9 +308,14 @@ ngx_http_streaming_websocket_start(ngx_http_request_t *r,
 }
 
 
-/* the client's request is a valid opening handshake: its accept key */
+/*
+ * The client's request is a valid opening handshake: NGX_OK and its accept
+ * key; else NGX_DECLINED, the answer sent, and what the handler returns in
+ * *refused.
+ */
 static ngx_int_t
-ngx_http_streaming_websocket_handshake(ngx_http_request_t *r, u_char *accept)
+ngx_http_streaming_websocket_handshake(ngx_http_request_t *r, u_char *accept,
+    ngx_int_t *refused)
 {
     ngx_table_elt_t  *h;
 
@@ -328,16 +332,17 @@ ngx_http_streaming_websocket_handshake(ngx_http_request_t *r, u_char *accept)
                                           &ngx_http_streaming_ws_13)
             != NGX_OK)
         {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            *refused = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_DECLINED;
         }
 
         ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
 
-        return ngx_http_streaming_send_error(r,
-                                             NGX_HTTP_STREAMING_UPGRADE_REQUIRED,
-                                             "INVALID_MESSAGE",
-                                             "Sec-WebSocket-Version must "
-                                             "be 13");
+        *refused = ngx_http_streaming_send_error(r,
+                                        NGX_HTTP_STREAMING_UPGRADE_REQUIRED,
+                                        "INVALID_MESSAGE",
+                                        "Sec-WebSocket-Version must be 13");
+        return NGX_DECLINED;
     }
 
     h = ngx_http_streaming_header_in(r, "Sec-WebSocket-Key", 17);
@@ -349,10 +354,11 @@ ngx_http_streaming_websocket_handshake(ngx_http_request_t *r, u_char *accept)
                       "streaming: WebSocket key %s",
                       h ? "is invalid" : "missing");
 
-        return ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "INVALID_MESSAGE",
-                                             "Sec-WebSocket-Key must be "
-                                             "the base64 of 16 bytes");
+        *refused = ngx_http_streaming_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 "INVALID_MESSAGE",
+                                                 "Sec-WebSocket-Key must be "
+                                                 "the base64 of 16 bytes");
+        return NGX_DECLINED;
     }
 
     return NGX_OK;
@@ -1130,7 +1136,7 @@ ngx_http_streaming_websocket_close(ngx_http_streaming_websocket_t *ws,
     ngx_str_t                         text;
     ngx_queue_t                      *q;
     ngx_http_streaming_subscriber_t  *ctx;
-    u_char                            payload[NGX_HTTP_STREAMING_WS_CONTROL_MAX];
+    u_char                            buf[NGX_HTTP_STREAMING_WS_CONTROL_MAX];
 
     if (ws->closing) {
         return;
@@ -1139,11 +1145,11 @@ ngx_http_streaming_websocket_close(ngx_http_streaming_websocket_t *ws,
     text.data = (u_char *) reason;
     text.len = reason ? ngx_strlen(reason) : 0;
 
-    len = ngx_http_streaming_ws_close_payload(payload, code,
+    len = ngx_http_streaming_ws_close_payload(buf, code,
                                               reason ? &text : NULL);
 
     ngx_http_streaming_websocket_frame(ws, NGX_HTTP_STREAMING_WS_OP_CLOSE,
-                                       payload, len);
+                                       buf, len);
 
     ws->closing = 1;
 
