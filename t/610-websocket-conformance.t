@@ -209,7 +209,7 @@ sub error_case {
 }
 
 error_case('1.9 a message over 64k (default limit)', 1009, 'message too big',
-           sub { $_[0]->send_text(status_req(len => 65537)) });
+           sub { $_[0]->send_text((status_req(len => 65537))[0]) });
 error_case('1.10 a 64-bit length with its high bit set', 1002,
            '64-bit length with its high bit set',
            sub {
