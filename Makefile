@@ -36,11 +36,12 @@ SRCS = config $(wildcard src/*.c src/*.h)
         bench-wakeup
 
 # the valgrind run: status, formats, errors, subscribers, resume, bad input,
-# publish, tokens
+# publish, tokens, WebSocket frames and protocol
 VALGRIND_TESTS = t/011-status.t t/101-producer-formats.t \
                  t/102-producer-errors.t t/200-subscribe.t \
                  t/201-transparent-resume.t t/400-bad-input.t \
-                 t/510-publish.t t/520-secret.t
+                 t/510-publish.t t/520-secret.t \
+                 t/610-websocket-conformance.t t/611-websocket-protocol.t
 
 all: module
 
