@@ -33,6 +33,10 @@ static ngx_http_streaming_piece_t *ngx_http_streaming_share_encode(
     ngx_http_streaming_encoder_t *enc, u_char *nonce, uint64_t sequence,
     u_char *data, size_t len, uint64_t now);
 static void ngx_http_streaming_piece_unref(ngx_http_streaming_piece_t *p);
+static ngx_http_streaming_out_t *ngx_http_streaming_share_scratch_init(
+    ngx_http_streaming_out_t *out);
+static void ngx_http_streaming_share_scratch_free(
+    ngx_http_streaming_out_t *out);
 
 
 static ngx_http_streaming_piece_t
@@ -40,6 +44,9 @@ static ngx_http_streaming_piece_t
 
 /* where pieces are encoded before they are copied to their own memory */
 static ngx_http_streaming_out_t   ngx_http_streaming_share_out;
+
+/* where a WebSocket message is written before it is framed */
+static ngx_http_streaming_out_t   ngx_http_streaming_share_frame;
 
 
 void
@@ -209,11 +216,50 @@ ngx_http_streaming_share_exit(void)
         }
     }
 
-    if (ngx_http_streaming_share_out.pool) {
-        ngx_http_streaming_out_free(&ngx_http_streaming_share_out);
-        ngx_destroy_pool(ngx_http_streaming_share_out.pool);
-        ngx_memzero(&ngx_http_streaming_share_out,
-                    sizeof(ngx_http_streaming_out_t));
+    ngx_http_streaming_share_scratch_free(&ngx_http_streaming_share_out);
+    ngx_http_streaming_share_scratch_free(&ngx_http_streaming_share_frame);
+}
+
+
+/*
+ * The worker's scratch writer for WebSocket messages (FORMAT_WS's
+ * enc->frame): a message is encoded there and framed at once, so one
+ * serves every socket.
+ */
+ngx_http_streaming_out_t *
+ngx_http_streaming_share_scratch(void)
+{
+    return ngx_http_streaming_share_scratch_init(
+                                           &ngx_http_streaming_share_frame);
+}
+
+
+static ngx_http_streaming_out_t *
+ngx_http_streaming_share_scratch_init(ngx_http_streaming_out_t *out)
+{
+    ngx_pool_t  *pool;
+
+    if (out->pool == NULL) {
+        /* this worker's, for as long as it runs */
+        pool = ngx_create_pool(NGX_HTTP_STREAMING_OUT_BLOCK, ngx_cycle->log);
+        if (pool == NULL) {
+            return NULL;
+        }
+
+        ngx_http_streaming_out_init(out, pool);
+    }
+
+    return out;
+}
+
+
+static void
+ngx_http_streaming_share_scratch_free(ngx_http_streaming_out_t *out)
+{
+    if (out->pool) {
+        ngx_http_streaming_out_free(out);
+        ngx_destroy_pool(out->pool);
+        ngx_memzero(out, sizeof(ngx_http_streaming_out_t));
     }
 }
 
@@ -224,21 +270,13 @@ ngx_http_streaming_share_encode(ngx_http_streaming_encoder_t *enc,
 {
     u_char                      *d;
     size_t                       size;
-    ngx_pool_t                  *pool;
     ngx_chain_t                 *cl;
     ngx_http_streaming_out_t    *out;
     ngx_http_streaming_piece_t  *p;
 
-    out = &ngx_http_streaming_share_out;
-
-    if (out->pool == NULL) {
-        /* this worker's, for as long as it runs */
-        pool = ngx_create_pool(NGX_HTTP_STREAMING_OUT_BLOCK, ngx_cycle->log);
-        if (pool == NULL) {
-            return NULL;
-        }
-
-        ngx_http_streaming_out_init(out, pool);
+    out = ngx_http_streaming_share_scratch_init(&ngx_http_streaming_share_out);
+    if (out == NULL) {
+        return NULL;
     }
 
     out->failed = 0;

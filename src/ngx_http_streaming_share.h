@@ -51,6 +51,7 @@ ngx_int_t ngx_http_streaming_share_chunk(ngx_http_streaming_out_t *out,
     uint64_t now);
 off_t ngx_http_streaming_refs_sent(ngx_http_streaming_refs_t *refs);
 void ngx_http_streaming_refs_release(ngx_http_streaming_refs_t *refs);
+ngx_http_streaming_out_t *ngx_http_streaming_share_scratch(void);
 void ngx_http_streaming_share_exit(void);
 
 

@@ -50,12 +50,11 @@ typedef struct {
     ngx_uint_t                        nsubs;
 
     ngx_http_streaming_encoder_t      enc;      /* responses */
-    ngx_http_streaming_out_t          frame;    /* a message being framed */
+    ngx_http_streaming_out_t         *frame;    /* a message being framed */
     ngx_http_streaming_out_t          state;    /* a stream's state */
 
     ngx_http_streaming_ws_parser_t    parser;
     u_char                           *message;  /* the parser's buffer */
-    ngx_buf_t                        *in;       /* what the socket reads */
 
     ngx_event_t                       ping;
     ngx_msec_t                        heard;    /* the client's last frame */
@@ -163,6 +162,7 @@ ngx_http_streaming_websocket_start(ngx_http_request_t *r,
     ngx_pool_cleanup_t               *cln;
     ngx_http_streaming_refusal_t      no;
     ngx_http_streaming_init_msg_t     init;
+    ngx_http_core_loc_conf_t         *clcf;
     ngx_http_streaming_loc_conf_t    *slcf;
     ngx_http_streaming_subscriber_t  *ctx;
     ngx_http_streaming_websocket_t   *ws;
@@ -193,25 +193,29 @@ ngx_http_streaming_websocket_start(ngx_http_request_t *r,
     ws->sink.send = ngx_http_streaming_websocket_send;
     ws->sink.shutdown = ngx_http_streaming_websocket_shutdown;
 
-    ngx_http_streaming_out_init(&ws->frame, r->pool);
     ngx_http_streaming_out_init(&ws->state, r->pool);
 
+    /* one for every socket of the worker: a message is framed at once */
+
+    ws->frame = ngx_http_streaming_share_scratch();
+    if (ws->frame == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     ws->enc.format = NGX_HTTP_STREAMING_FORMAT_WS;
-    ws->enc.frame = &ws->frame;
+    ws->enc.frame = ws->frame;
 
     cln->handler = ngx_http_streaming_websocket_cleanup;
     cln->data = ws;
 
-    /* messages from the client: at most this, reassembled here */
+    /*
+     * messages from the client: at most this, reassembled in a buffer
+     * that the first one allocates (a client that only pongs needs none)
+     */
 
     max = ngx_min(slcf->max_chunk, NGX_HTTP_STREAMING_MESSAGE_MAX);
 
-    ws->message = ngx_alloc(max, r->connection->log);
-    if (ws->message == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_http_streaming_ws_parser_init(&ws->parser, ws->message, max);
+    ngx_http_streaming_ws_parser_init(&ws->parser, NULL, max);
 
     ctx = NULL;
 
@@ -270,6 +274,18 @@ ngx_http_streaming_websocket_start(ngx_http_request_t *r,
     }
 
     if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR) {
+        ws->sink.done = 1;
+        return NGX_ERROR;
+    }
+
+    /*
+     * as nginx does for a proxied WebSocket: a client that writes (acks)
+     * gets delayed ACKs, and Nagle would hold the next frame for them
+     */
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(r->connection) != NGX_OK) {
         ws->sink.done = 1;
         return NGX_ERROR;
     }
@@ -395,7 +411,7 @@ ngx_http_streaming_websocket_subscribe(ngx_http_streaming_websocket_t *ws,
         return rc;
     }
 
-    ctx->enc.frame = &ws->frame;
+    ctx->enc.frame = ws->frame;
 
     ngx_queue_insert_tail(&ws->subs, &ctx->queue);
     ws->nsubs++;
@@ -447,7 +463,6 @@ ngx_http_streaming_websocket_cleanup(void *data)
     }
 
     ngx_http_streaming_sink_free(&ws->sink);
-    ngx_http_streaming_out_free(&ws->frame);
     ngx_http_streaming_out_free(&ws->state);
 
     if (ws->message) {
@@ -501,18 +516,30 @@ ngx_http_streaming_websocket_read(ngx_http_streaming_websocket_t *ws)
     u_char              *p;
     size_t               n;
     ssize_t              size;
-    ngx_buf_t           *b;
+    ngx_buf_t           *b, in;
     ngx_int_t            rc;
     ngx_uint_t           reads;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
+    u_char               buf[NGX_HTTP_STREAMING_WS_READ_SIZE];
 
     r = ws->request;
     c = r->connection;
 
-    /* first the frames that came with the handshake */
-    b = (ws->in && r->header_in->pos == r->header_in->last) ? ws->in
-                                                            : r->header_in;
+    /*
+     * first the frames that came with the handshake; then the socket
+     * reads into a buffer of this call's own: the parser keeps what it
+     * needs, and the request's header buffer still holds the headers and
+     * arguments that the log and token lookups point into
+     */
+
+    b = r->header_in;
+
+    ngx_memzero(&in, sizeof(ngx_buf_t));
+    in.start = buf;
+    in.end = buf + sizeof(buf);
+    in.pos = buf;
+    in.last = buf;
 
     for (reads = 0; /* void */; reads++) {
 
@@ -533,22 +560,7 @@ ngx_http_streaming_websocket_read(ngx_http_streaming_websocket_t *ws)
                 break;
             }
 
-            /*
-             * the request's header buffer still holds its headers and
-             * arguments: the socket reads into a buffer of its own
-             */
-
-            if (ws->in == NULL) {
-                ws->in = ngx_create_temp_buf(r->pool,
-                                             NGX_HTTP_STREAMING_WS_READ_SIZE);
-                if (ws->in == NULL) {
-                    ws->sink.done = 1;
-                    ngx_http_finalize_request(r, NGX_ERROR);
-                    return;
-                }
-            }
-
-            b = ws->in;
+            b = &in;
             b->pos = b->start;
             b->last = b->start;
 
@@ -585,6 +597,22 @@ ngx_http_streaming_websocket_read(ngx_http_streaming_websocket_t *ws)
 
             if (rc == NGX_AGAIN) {
                 break;
+            }
+
+            if (rc == NGX_DECLINED) {
+                /* a message starts: its buffer */
+
+                ws->message = ngx_alloc(ws->parser.max, c->log);
+                if (ws->message == NULL) {
+                    b->pos = b->last;
+                    ngx_http_streaming_websocket_close(ws,
+                                       NGX_HTTP_STREAMING_WS_INTERNAL_ERROR,
+                                       "out of memory");
+                    goto done;
+                }
+
+                ws->parser.buf = ws->message;
+                continue;
             }
 
             if (rc == NGX_ERROR) {

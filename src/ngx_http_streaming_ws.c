@@ -176,6 +176,14 @@ ngx_http_streaming_ws_parse(ngx_http_streaming_ws_parser_t *ws, u_char *p,
 
         default: /* NGX_HTTP_STREAMING_WS_PAYLOAD */
 
+            if (ws->buf == NULL && ws->frame_len
+                && !ngx_http_streaming_ws_is_control(ws->frame_op))
+            {
+                /* the caller gives the message buffer now */
+                *consumed = p - start;
+                return NGX_DECLINED;
+            }
+
             /* an empty payload ends the frame even with no byte left */
 
             if (ngx_http_streaming_ws_payload(ws, &p, last) != NGX_OK) {

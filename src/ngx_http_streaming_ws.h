@@ -55,6 +55,12 @@
  *                   it.  The caller answers with a close and reads no
  *                   further.
  *
+ * The buffer may be given late: ws->buf NULL at init makes the parser
+ * return NGX_DECLINED, *consumed counting the bytes it read, when the
+ * first payload byte of a data message is due; the caller sets ws->buf
+ * (max bytes) and goes on with the rest.  A client that only sends control
+ * frames then costs no message buffer.
+ *
  * The payload is valid until the next call.  Control frames may come
  * between the fragments of a message: the message's bytes stay in the
  * buffer meanwhile.

@@ -100,6 +100,7 @@ static void ngx_http_streaming_test_control_sizes(void);
 static void ngx_http_streaming_test_close_codes(void);
 static void ngx_http_streaming_test_big(void);
 static void ngx_http_streaming_test_errors_stick(void);
+static void ngx_http_streaming_test_late_buffer(void);
 static void ngx_http_streaming_test_random(void);
 static void ngx_http_streaming_test_encoder(void);
 static void ngx_http_streaming_test_close_payload(void);
@@ -408,6 +409,7 @@ main(void)
     ngx_http_streaming_test_close_codes();
     ngx_http_streaming_test_big();
     ngx_http_streaming_test_errors_stick();
+    ngx_http_streaming_test_late_buffer();
     ngx_http_streaming_test_random();
     ngx_http_streaming_test_encoder();
     ngx_http_streaming_test_close_payload();
@@ -1077,6 +1079,58 @@ ngx_http_streaming_test_errors_stick(void)
 
     ngx_http_streaming_test_ok(rc == NGX_AGAIN && n == 0,
                                "no bytes: NGX_AGAIN, 0 consumed");
+}
+
+
+/*
+ * No buffer at init: control frames and empty messages need none; the
+ * first payload byte of a data message asks for it (NGX_DECLINED), and the
+ * message then goes on in it.
+ */
+
+static void
+ngx_http_streaming_test_late_buffer(void)
+{
+    u_char                          buf[16], *p, *last;
+    size_t                          n;
+    ngx_int_t                       rc;
+    ngx_uint_t                      ok;
+    ngx_http_streaming_ws_parser_t  ws;
+
+    /* a masked ping "hi" (mask 0), an empty text, then text "Hello" */
+    static u_char  in[] = "\x89\x82\0\0\0\0hi"
+                          "\x81\x80\0\0\0\0"
+                          "\x81\x85\0\0\0\0Hello";
+
+    ngx_http_streaming_ws_parser_init(&ws, NULL, sizeof(buf));
+
+    p = in;
+    last = in + sizeof(in) - 1;
+
+    rc = ngx_http_streaming_ws_parse(&ws, p, last, &n);
+    ok = rc == NGX_OK && n == 8 && ws.opcode == NGX_HTTP_STREAMING_WS_OP_PING
+         && ws.payload.len == 2;
+    p += n;
+
+    rc = ngx_http_streaming_ws_parse(&ws, p, last, &n);
+    ok = ok && rc == NGX_OK && n == 6
+         && ws.opcode == NGX_HTTP_STREAMING_WS_OP_TEXT && ws.payload.len == 0;
+    p += n;
+
+    rc = ngx_http_streaming_ws_parse(&ws, p, last, &n);
+    ok = ok && rc == NGX_DECLINED && n == 6;
+    p += n;
+
+    ws.buf = buf;
+
+    rc = ngx_http_streaming_ws_parse(&ws, p, last, &n);
+    ok = ok && rc == NGX_OK && n == 5
+         && ws.opcode == NGX_HTTP_STREAMING_WS_OP_TEXT
+         && ws.payload.len == 5 && ngx_strncmp(ws.payload.data, "Hello", 5) == 0
+         && ws.payload.data == buf;
+
+    ngx_http_streaming_test_ok(ok, "a buffer given late: asked for at the "
+                               "first payload byte of a data message only");
 }
 
 
