@@ -1037,20 +1037,27 @@ ngx_http_streaming_subscriber_flush(ngx_http_streaming_subscriber_t *ctx,
 
 
 /* the worker exits: the client reconnects to another and resumes */
+void
+ngx_http_streaming_subscriber_shutdown(ngx_http_streaming_subscriber_t *ctx)
+{
+    static ngx_str_t  shutdown = ngx_string("SHUTDOWN");
+    static ngx_str_t  shutdown_message = ngx_string("worker exiting, "
+                                                    "reconnect to resume");
+
+    ngx_http_streaming_subscriber_end(ctx, NGX_HTTP_STREAMING_ERROR,
+                                      &shutdown, &shutdown_message);
+}
+
+
 static void
 ngx_http_streaming_sse_shutdown(ngx_http_streaming_sink_t *sink)
 {
     ngx_http_streaming_sse_t  *sse;
 
-    static ngx_str_t  shutdown = ngx_string("SHUTDOWN");
-    static ngx_str_t  shutdown_message = ngx_string("worker exiting, "
-                                                    "reconnect to resume");
-
     sse = (ngx_http_streaming_sse_t *) ((u_char *) sink
                                    - offsetof(ngx_http_streaming_sse_t, sink));
 
-    ngx_http_streaming_subscriber_end(&sse->s, NGX_HTTP_STREAMING_ERROR,
-                                      &shutdown, &shutdown_message);
+    ngx_http_streaming_subscriber_shutdown(&sse->s);
 }
 
 

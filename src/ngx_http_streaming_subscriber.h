@@ -133,6 +133,8 @@ void ngx_http_streaming_subscriber_deliver(
     ngx_http_streaming_subscriber_t *ctx);
 void ngx_http_streaming_subscriber_end(ngx_http_streaming_subscriber_t *ctx,
     ngx_uint_t status, ngx_str_t *code, ngx_str_t *message);
+void ngx_http_streaming_subscriber_shutdown(
+    ngx_http_streaming_subscriber_t *ctx);
 void ngx_http_streaming_sink_init(ngx_http_streaming_sink_t *sink,
     ngx_http_request_t *r, size_t limit);
 void ngx_http_streaming_sink_sent(ngx_http_streaming_sink_t *sink);

@@ -407,6 +407,8 @@ ngx_http_streaming_websocket_subscribe(ngx_http_streaming_websocket_t *ws,
     rc = ngx_http_streaming_subscriber_attach(ws->request, ws->zone, sn, ctx,
                                               init, no);
     if (rc != NGX_OK) {
+        /* out of memory may come after its place was taken */
+        ngx_http_streaming_subscriber_detach(ctx);
         ngx_free(ctx);
         return rc;
     }
@@ -1362,10 +1364,6 @@ ngx_http_streaming_websocket_shutdown(ngx_http_streaming_sink_t *sink)
     ngx_http_streaming_websocket_t   *ws;
     ngx_http_streaming_subscriber_t  *ctx;
 
-    static ngx_str_t  shutdown = ngx_string("SHUTDOWN");
-    static ngx_str_t  shutdown_message = ngx_string("worker exiting, "
-                                                    "reconnect to resume");
-
     ws = ngx_http_streaming_websocket_of(sink);
 
     for (q = ngx_queue_head(&ws->subs);
@@ -1375,8 +1373,7 @@ ngx_http_streaming_websocket_shutdown(ngx_http_streaming_sink_t *sink)
         ctx = ngx_queue_data(q, ngx_http_streaming_subscriber_t, queue);
 
         if (!ctx->done) {
-            ngx_http_streaming_subscriber_end(ctx, NGX_HTTP_STREAMING_ERROR,
-                                              &shutdown, &shutdown_message);
+            ngx_http_streaming_subscriber_shutdown(ctx);
         }
 
         if (sink->done) {
