@@ -104,6 +104,8 @@ static void ngx_http_streaming_websocket_frame(
     size_t len);
 static void ngx_http_streaming_websocket_close(
     ngx_http_streaming_websocket_t *ws, ngx_uint_t code, const char *reason);
+static void ngx_http_streaming_websocket_end(
+    ngx_http_streaming_websocket_t *ws);
 static void ngx_http_streaming_websocket_run(
     ngx_http_streaming_websocket_t *ws);
 static void ngx_http_streaming_websocket_send(ngx_http_streaming_sink_t *sink,
@@ -451,18 +453,7 @@ ngx_http_streaming_websocket_cleanup(void *data)
 {
     ngx_http_streaming_websocket_t  *ws = data;
 
-    ngx_queue_t                      *q;
-    ngx_http_streaming_subscriber_t  *ctx;
-
-    if (ws->ping.timer_set) {
-        ngx_del_timer(&ws->ping);
-    }
-
-    while (!ngx_queue_empty(&ws->subs)) {
-        q = ngx_queue_head(&ws->subs);
-        ctx = ngx_queue_data(q, ngx_http_streaming_subscriber_t, queue);
-        ngx_http_streaming_websocket_drop(ws, ctx);
-    }
+    ngx_http_streaming_websocket_end(ws);
 
     ngx_http_streaming_sink_free(&ws->sink);
     ngx_http_streaming_out_free(&ws->state);
@@ -1162,11 +1153,9 @@ static void
 ngx_http_streaming_websocket_close(ngx_http_streaming_websocket_t *ws,
     ngx_uint_t code, const char *reason)
 {
-    size_t                            len;
-    ngx_str_t                         text;
-    ngx_queue_t                      *q;
-    ngx_http_streaming_subscriber_t  *ctx;
-    u_char                            buf[NGX_HTTP_STREAMING_WS_CONTROL_MAX];
+    size_t     len;
+    ngx_str_t  text;
+    u_char     buf[NGX_HTTP_STREAMING_WS_CONTROL_MAX];
 
     if (ws->closing) {
         return;
@@ -1182,6 +1171,17 @@ ngx_http_streaming_websocket_close(ngx_http_streaming_websocket_t *ws,
                                        buf, len);
 
     ws->closing = 1;
+
+    ngx_http_streaming_websocket_end(ws);
+}
+
+
+/* no more heartbeats, no more subscriptions */
+static void
+ngx_http_streaming_websocket_end(ngx_http_streaming_websocket_t *ws)
+{
+    ngx_queue_t                      *q;
+    ngx_http_streaming_subscriber_t  *ctx;
 
     if (ws->ping.timer_set) {
         ngx_del_timer(&ws->ping);
