@@ -1065,13 +1065,11 @@ ngx_http_streaming_sse_shutdown(ngx_http_streaming_sink_t *sink)
 static void
 ngx_http_streaming_sse_send(ngx_http_streaming_sink_t *sink, ngx_uint_t last)
 {
-    ngx_int_t                  rc;
-    ngx_buf_t                 *b;
-    ngx_chain_t               *cl, *out;
-    ngx_event_t               *wev;
-    ngx_connection_t          *c;
-    ngx_http_request_t        *r;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_int_t            rc;
+    ngx_buf_t           *b;
+    ngx_chain_t         *cl, *out;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
 
     r = sink->request;
     c = r->connection;
@@ -1112,6 +1110,37 @@ ngx_http_streaming_sse_send(ngx_http_streaming_sink_t *sink, ngx_uint_t last)
         return;
     }
 
+    rc = ngx_http_streaming_sink_write(sink, out);
+
+    if (last) {
+        ngx_http_finalize_request(r, rc);
+
+    } else if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+    }
+}
+
+
+/*
+ * Sends "out" (may be NULL: what waits goes on) as far as the socket
+ * takes it, flushed, and keeps the send timer while some waits.  NGX_OK
+ * when all went, NGX_AGAIN when some waits, NGX_ERROR (the sink is done,
+ * the caller finalizes the request).
+ */
+ngx_int_t
+ngx_http_streaming_sink_write(ngx_http_streaming_sink_t *sink,
+    ngx_chain_t *out)
+{
+    ngx_int_t                  rc;
+    ngx_chain_t               *cl;
+    ngx_event_t               *wev;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    r = sink->request;
+    c = r->connection;
+
     if (out) {
         for (cl = out; cl->next; cl = cl->next) { /* void */ }
         cl->buf->flush = 1;
@@ -1122,19 +1151,14 @@ ngx_http_streaming_sse_send(ngx_http_streaming_sink_t *sink, ngx_uint_t last)
     ngx_http_streaming_out_update(&sink->out, &sink->busy, &out);
     sink->out.size += ngx_http_streaming_refs_sent(&sink->refs);
 
-    if (last || rc == NGX_ERROR) {
-        sink->done = 1;
-        ngx_http_finalize_request(r, rc);
-        return;
-    }
-
     wev = c->write;
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
+    if (rc == NGX_ERROR
+        || ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK)
+    {
         sink->done = 1;
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return;
+        return NGX_ERROR;
     }
 
     if (c->buffered) {
@@ -1142,9 +1166,14 @@ ngx_http_streaming_sse_send(ngx_http_streaming_sink_t *sink, ngx_uint_t last)
             ngx_add_timer(wev, clcf->send_timeout);
         }
 
-    } else if (wev->timer_set) {
+        return NGX_AGAIN;
+    }
+
+    if (wev->timer_set) {
         ngx_del_timer(wev);
     }
+
+    return NGX_OK;
 }
 
 

@@ -138,6 +138,8 @@ void ngx_http_streaming_subscriber_shutdown(
 void ngx_http_streaming_sink_init(ngx_http_streaming_sink_t *sink,
     ngx_http_request_t *r, size_t limit);
 void ngx_http_streaming_sink_sent(ngx_http_streaming_sink_t *sink);
+ngx_int_t ngx_http_streaming_sink_write(ngx_http_streaming_sink_t *sink,
+    ngx_chain_t *out);
 void ngx_http_streaming_sink_watch(ngx_http_streaming_sink_t *sink);
 void ngx_http_streaming_sink_unwatch(ngx_http_streaming_sink_t *sink);
 void ngx_http_streaming_sink_free(ngx_http_streaming_sink_t *sink);

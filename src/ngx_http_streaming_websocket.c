@@ -1276,17 +1276,11 @@ ngx_http_streaming_websocket_send(ngx_http_streaming_sink_t *sink,
 static ngx_int_t
 ngx_http_streaming_websocket_flush(ngx_http_streaming_websocket_t *ws)
 {
-    ngx_int_t                   rc;
-    ngx_chain_t                *cl, *out;
-    ngx_event_t                *wev;
-    ngx_connection_t           *c;
     ngx_http_request_t         *r;
-    ngx_http_core_loc_conf_t   *clcf;
     ngx_http_streaming_sink_t  *sink;
 
     sink = &ws->sink;
     r = sink->request;
-    c = r->connection;
 
     if (sink->done) {
         return NGX_OK;
@@ -1300,49 +1294,21 @@ ngx_http_streaming_websocket_flush(ngx_http_streaming_websocket_t *ws)
         return NGX_OK;
     }
 
-    out = sink->out.first;
+    if (sink->out.first || sink->busy || r->connection->buffered) {
 
-    if (out) {
-        for (cl = out; cl->next; cl = cl->next) { /* void */ }
-        cl->buf->flush = 1;
+        switch (ngx_http_streaming_sink_write(sink, sink->out.first)) {
 
-    } else if (sink->busy == NULL && !c->buffered) {
-        goto sent;
-    }
+        case NGX_ERROR:
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return NGX_OK;
 
-    rc = ngx_http_output_filter(r, out);
+        case NGX_AGAIN:
+            return NGX_OK;
 
-    ngx_http_streaming_out_update(&sink->out, &sink->busy, &out);
-    sink->out.size += ngx_http_streaming_refs_sent(&sink->refs);
-
-    if (rc == NGX_ERROR) {
-        sink->done = 1;
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return NGX_OK;
-    }
-
-    wev = c->write;
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
-        sink->done = 1;
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return NGX_OK;
-    }
-
-    if (c->buffered) {
-        if (!wev->delayed) {
-            ngx_add_timer(wev, clcf->send_timeout);
+        default:
+            break;
         }
-
-        return NGX_OK;
     }
-
-    if (wev->timer_set) {
-        ngx_del_timer(wev);
-    }
-
-sent:
 
     if (ws->closing && sink->out.size == 0) {
         /* the close frame is out: lingering close reads what still comes */
