@@ -2,16 +2,14 @@ package StreamTest::Conn;
 
 # A raw HTTP/1.x client connection with an incremental response reader.
 # Created by StreamTest->stream / StreamTest->http; see the POD in
-# StreamTest.pm for the documented interface.
+# StreamTest.pm for the documented interface.  Connecting, writing and
+# reading the socket: StreamTest::Socket.
 
 use strict;
 use warnings;
 
-use Carp qw(croak);
-use Errno qw(EAGAIN EINTR EWOULDBLOCK ECONNRESET);
-use IO::Select;
-use IO::Socket::IP;
-use Socket qw(SOCK_STREAM MSG_NOSIGNAL MSG_DONTWAIT);
+use parent 'StreamTest::Socket';
+
 use Time::HiRes qw(time);
 
 use StreamTest::Parse qw(parse_response_head sse_scan);
@@ -43,27 +41,15 @@ sub new {
         sse_bom    => 1,
     }, $class;
 
-    my $sock = IO::Socket::IP->new(
-        PeerHost => $self->{host},
-        PeerPort => $self->{port},
-        Type     => SOCK_STREAM,
-        Timeout  => $self->{timeout} * $factor,
-    ) or croak "connect to $self->{host}:$self->{port} failed: "
-        . ($@ || $!);
-    $sock->autoflush(1);
-    $self->{sock} = $sock;
-
+    $self->_connect;
     $self->send($o{request}) if defined $o{request} && length $o{request};
     return $self;
 }
 
-sub sock     { $_[0]{sock} }
 sub body     { $_[0]{body} }
 sub raw      { $_[0]{raw} }
-sub eof      { $_[0]{eof} }
 sub complete { $_[0]{complete} }
 sub head     { $_[0]{head} }
-sub timed_out { $_[0]{timed_out} }
 sub elapsed  { time - $_[0]{started} }
 
 # Body bytes not yet consumed by read_events / read_lines / read_to_end.
@@ -78,89 +64,20 @@ sub discard {
     return $self;
 }
 
-sub close {
-    my ($self) = @_;
-    if ($self->{sock}) {
-        $self->{sock}->close;
-        $self->{sock} = undef;
-    }
-    return 1;
-}
-
-# Half-close: tell the server we will not send any more.
-sub shutdown_write {
-    my ($self) = @_;
-    shutdown($self->{sock}, 1) if $self->{sock};
-    return 1;
-}
-
-sub DESTROY { $_[0]->close }
-
 # send($bytes, $timeout): write everything (used for the request, and for
 # tests that trickle a request body).  Returns true on success, false when
 # the peer closed or the timeout expired.
 sub send {
     my ($self, $bytes, $timeout) = @_;
-    my $sock = $self->{sock} or return 0;
-    my $deadline = time + ($timeout // $self->{timeout}) * $self->{factor};
-    my $off = 0;
-    my $sel = IO::Select->new($sock);
-    while ($off < length $bytes) {
-        my $left = $deadline - time;
-        return 0 if $left <= 0;
-        next unless $sel->can_write($left);
-        my $n = CORE::send($sock, substr($bytes, $off), MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (!defined $n) {
-            next if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
-            $self->{write_error} = "$!";
-            return 0;
-        }
-        $off += $n;
-    }
-    return 1;
+    return $self->_write($bytes, $self->_deadline($timeout));
 }
 
-# _fill($deadline): wait for and read more bytes.  Returns the number of
-# bytes read, 0 on EOF, undef on timeout.
-sub _fill {
-    my ($self, $deadline) = @_;
-    return 0 if $self->{eof};
-    my $sock = $self->{sock};
-    if (!$sock) {
-        $self->{eof} = 1;
-        $self->_on_eof;
-        return 0;
-    }
-    my $sel = IO::Select->new($sock);
-    while (1) {
-        my $left = $deadline - time;
-        if ($left <= 0) {
-            $self->{timed_out} = 1;
-            return undef;
-        }
-        next unless $sel->can_read($left);
-        my $n = sysread($sock, my $buf, 65536);
-        if (!defined $n) {
-            next if $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
-            $self->{reset} = 1 if $! == ECONNRESET;
-            $self->{read_error} = "$!";
-            $n = 0;
-        }
-        if ($n == 0) {
-            $self->{eof} = 1;
-            $self->_on_eof;
-            return 0;
-        }
-        $self->{raw}   .= $buf;
-        $self->{inbuf} .= $buf;
-        $self->_process;
-        return $n;
-    }
-}
-
-sub _deadline {
-    my ($self, $timeout) = @_;
-    return time + ($timeout // $self->{timeout}) * $self->{factor};
+# Bytes read (StreamTest::Socket::_fill): kept, and parsed.
+sub _received {
+    my ($self, $buf) = @_;
+    $self->{raw}   .= $buf;
+    $self->{inbuf} .= $buf;
+    $self->_process;
 }
 
 # Parse the head (skipping 1xx responses) and then feed the body decoder.

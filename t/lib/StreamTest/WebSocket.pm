@@ -5,20 +5,19 @@ package StreamTest::WebSocket;
 # RSV, mask, length encoding) and written whole, in pieces with pauses or
 # byte by byte; an incremental reader of the server's frames that checks
 # them.  Core Perl only.  Every read has a timeout (times the timeout
-# factor).  Documentation: POD at the end of this file.
+# factor).  Connecting, writing and reading the socket: StreamTest::Socket,
+# shared with StreamTest::Conn.  Documentation: POD at the end of this file.
 
 use strict;
 use warnings;
 
+use parent 'StreamTest::Socket';
+
 use Carp qw(croak);
 use Digest::SHA qw(sha1);
-use Errno qw(EAGAIN EINTR EWOULDBLOCK ECONNRESET);
 use Exporter 'import';
-use IO::Select;
-use IO::Socket::IP;
 use MIME::Base64 qw(encode_base64);
-use Socket qw(SOCK_STREAM MSG_NOSIGNAL MSG_DONTWAIT IPPROTO_TCP TCP_NODELAY
-              SOL_SOCKET SO_RCVBUF);
+use Socket qw(IPPROTO_TCP TCP_NODELAY SOL_SOCKET SO_RCVBUF);
 use Test::More ();
 use Time::HiRes qw(time sleep);
 
@@ -37,7 +36,7 @@ use constant {
 
 our @EXPORT_OK = qw(
     OP_CONTINUATION OP_TEXT OP_BINARY OP_CLOSE OP_PING OP_PONG
-    accept_key random_key build_frame valid_utf8
+    accept_key random_key build_frame valid_utf8 require_upgrade
 );
 our %EXPORT_TAGS = (
     op => [ qw(OP_CONTINUATION OP_TEXT OP_BINARY OP_CLOSE OP_PING OP_PONG) ],
@@ -141,6 +140,20 @@ sub build_frame {
     return $out . $payload;
 }
 
+# require_upgrade($t, $response, $name): is($response->{status}, 101, $name)
+# for a test's first handshake; when it fails the endpoint does not answer,
+# and the test ends there ($t stopped, done_testing, exit).
+sub require_upgrade {
+    my ($t, $res, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    return 1 if Test::More::is($res->{status}, 101, $name // 'handshake: 101');
+    Test::More::diag(Test::More::explain($res));
+    Test::More::diag('the WebSocket endpoint does not answer: nothing more to test');
+    $t->stop;
+    Test::More::done_testing();
+    exit;
+}
+
 # ---------------------------------------------------------------------------
 # Construction and handshake
 # ---------------------------------------------------------------------------
@@ -174,18 +187,11 @@ sub new {
         messages  => [],    # data messages read while looking for a close
     }, $class;
 
-    my $sock = IO::Socket::IP->new(
-        PeerHost => $self->{host},
-        PeerPort => $self->{port},
-        Type     => SOCK_STREAM,
-        Timeout  => $self->{timeout} * $self->{factor},
-    ) or croak "connect to $self->{host}:$self->{port} failed: " . ($@ || $!);
-    $sock->autoflush(1);
+    my $sock = $self->_connect;
     # every write goes out at once: pieces written with pauses in between
     # reach the server as separate reads
     setsockopt($sock, IPPROTO_TCP, TCP_NODELAY, 1);
     setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $o{rcvbuf}) if $o{rcvbuf};
-    $self->{sock} = $sock;
     return $self;
 }
 
@@ -323,12 +329,9 @@ sub handshake {
 # Accessors
 # ---------------------------------------------------------------------------
 
-sub sock       { $_[0]{sock} }
 sub response   { $_[0]{response} }
 sub is_open    { $_[0]{open} }
-sub eof        { $_[0]{eof} }
 sub reset      { $_[0]{reset} }
-sub timed_out  { $_[0]{timed_out} }
 sub close_frame { $_[0]{close} }
 sub pings      { @{ $_[0]{pings} } }
 sub pongs      { @{ $_[0]{pongs} } }
@@ -339,11 +342,6 @@ sub auto_pong {
     my ($self, @v) = @_;
     $self->{auto_pong} = $v[0] ? 1 : 0 if @v;
     return $self->{auto_pong};
-}
-
-sub _deadline {
-    my ($self, $timeout) = @_;
-    return time + ($timeout // $self->{timeout}) * $self->{factor};
 }
 
 # ---------------------------------------------------------------------------
@@ -381,30 +379,6 @@ sub send_raw {
     for my $i (0 .. $#pieces) {
         sleep $pause if $i && $pause;
         return 0 unless $self->_write($pieces[$i], $deadline);
-    }
-    return 1;
-}
-
-sub _write {
-    my ($self, $bytes, $deadline) = @_;
-    my $sock = $self->{sock} or return 0;
-    my $sel = IO::Select->new($sock);
-    my $off = 0;
-    while ($off < length $bytes) {
-        my $left = $deadline - time;
-        if ($left <= 0) {
-            $self->{write_error} = 'timeout';
-            return 0;
-        }
-        next unless $sel->can_write($left);
-        my $n = CORE::send($sock, substr($bytes, $off),
-                           MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (!defined $n) {
-            next if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
-            $self->{write_error} = "$!";
-            return 0;
-        }
-        $off += $n;
     }
     return 1;
 }
@@ -459,39 +433,8 @@ sub send_fragments {
 # Reading
 # ---------------------------------------------------------------------------
 
-# Reads more bytes into inbuf: their number, 0 on EOF, undef on timeout.
-sub _fill {
-    my ($self, $deadline) = @_;
-    return 0 if $self->{eof};
-    my $sock = $self->{sock};
-    if (!$sock) {
-        $self->{eof} = 1;
-        return 0;
-    }
-    my $sel = IO::Select->new($sock);
-    while (1) {
-        my $left = $deadline - time;
-        if ($left <= 0) {
-            $self->{timed_out} = 1;
-            return undef;
-        }
-        next unless $sel->can_read($left);
-        my $n = sysread($sock, my $buf, 262144);
-        if (!defined $n) {
-            next if $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
-            $self->{reset} = 1 if $! == ECONNRESET;
-            $self->{read_error} = "$!";
-            $n = 0;
-        }
-        if ($n == 0) {
-            $self->{eof} = 1;
-            return 0;
-        }
-        $self->{inbuf} .= $buf;
-        $self->{received} += $n;
-        return $n;
-    }
-}
+# every sysread (StreamTest::Socket::_fill) asks for up to 256k
+use constant READ_SIZE => 262144;
 
 sub _violation {
     my ($self, $what, $f) = @_;
@@ -749,23 +692,6 @@ sub after_close { $_[0]{after_close} // 0 }
 # Unparsed bytes (an incomplete frame, or bytes after a refusal).
 sub pending { $_[0]{inbuf} }
 
-sub shutdown_write {
-    my ($self) = @_;
-    shutdown($self->{sock}, 1) if $self->{sock};
-    return 1;
-}
-
-sub close {
-    my ($self) = @_;
-    if ($self->{sock}) {
-        $self->{sock}->close;
-        $self->{sock} = undef;
-    }
-    return 1;
-}
-
-sub DESTROY { $_[0]->close }
-
 1;
 
 __END__
@@ -817,6 +743,11 @@ breaks one of these rules is a failed assertion (C<WebSocket: the server's
 frames follow RFC 6455: ...>) with a C<diag> of the frame, and is listed by
 C<violations>; no assertion is emitted otherwise.
 
+The socket layer (connecting, C<_write>, C<_fill>, C<sock>, C<eof>,
+C<timed_out>, C<shutdown_write>, C<close>) is inherited from
+L<StreamTest::Socket>, which L<StreamTest::Conn> shares; only the reading
+size differs (256k a read here).
+
 =head1 FUNCTIONS
 
 Exported on request (C<:op> exports the opcodes).
@@ -849,6 +780,17 @@ C<length_bytes> (0, 2 or 8: the length in 7 bits, 16 bits or 64 bits,
 for lengths not in their shortest form), C<declared_length> (the length the
 header announces, when it should differ from the payload's, e.g. a header
 announcing a huge frame).
+
+=item require_upgrade($t, $response, $name)
+
+For a test's first handshake: C<is($response-E<gt>{status}, 101, $name)>
+(C<$name> defaults to C<handshake: 101>), true when it passed.  When it
+failed, the endpoint does not answer and nothing more can be tested: the
+response is shown with C<diag>, C<$t> is stopped, C<done_testing> is
+called and the test exits.
+
+    my ($ws, $r) = StreamTest::WebSocket->open($t, '/ws');
+    require_upgrade($t, $r);
 
 =back
 
