@@ -18,7 +18,7 @@ use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use StreamTest;
-use StreamTest::WebSocket qw(:op build_frame);
+use StreamTest::WebSocket qw(:op build_frame require_upgrade);
 
 my $F = StreamTest::timeout_factor();
 
@@ -116,17 +116,22 @@ sub error_case {
     error_close($ws, $code, $log, $name, $mark);
 }
 
+# For error_case: a text message in two frames, '{"type":' then a
+# continuation of $tail sent with the frame options %bad.
+sub bad_continuation {
+    my ($tail, %bad) = @_;
+    return sub {
+        my $ws = shift;
+        $ws->send_frame(payload => '{"type":', fin => 0);
+        $ws->send_frame(opcode => OP_CONTINUATION, payload => $tail, %bad);
+    };
+}
+
 # --- the endpoint answers ------------------------------------------------------
 
 {
     my ($ws, $r) = ws_open('/ws');
-    if (!is($r->{status}, 101, 'handshake: 101')) {
-        diag(explain($r));
-        diag('the WebSocket endpoint does not answer: nothing more to test');
-        $t->stop;
-        done_testing;
-        exit;
-    }
+    require_upgrade($t, $r);
     ok($r->{accept_ok}, 'Sec-WebSocket-Accept matches the key');
     my ($req, $id) = status_req();
     $ws->send_text($req);
@@ -284,12 +289,7 @@ error_case('3.9 a close with RSV3', 1002, 'reserved bits set',
            sub { $_[0]->send_frame(opcode => OP_CLOSE,
                                    payload => pack('n', 1000), rsv => 1) });
 error_case('3.10 RSV2 on a continuation', 1002, 'reserved bits set',
-           sub {
-               my $ws = shift;
-               $ws->send_frame(payload => '{"type":', fin => 0);
-               $ws->send_frame(opcode => OP_CONTINUATION, payload => '"x"}',
-                               rsv => 2);
-           });
+           bad_continuation('"x"}', rsv => 2));
 
 # --- 4 opcodes -----------------------------------------------------------------
 
@@ -623,12 +623,7 @@ error_case('10.1 an unmasked text frame', 1002, 'unmasked frame',
 error_case('10.2 an unmasked ping', 1002, 'unmasked frame',
            sub { $_[0]->send_frame(opcode => OP_PING, payload => 'p', mask => 0) });
 error_case('10.3 an unmasked continuation', 1002, 'unmasked frame',
-           sub {
-               my $ws = shift;
-               $ws->send_frame(payload => '{"type":', fin => 0);
-               $ws->send_frame(opcode => OP_CONTINUATION, payload => '1}',
-                               mask => 0);
-           });
+           bad_continuation('1}', mask => 0));
 error_case('10.4 a binary message', 1003, qr/binary/i,
            sub { $_[0]->send_binary((status_req())[0]) });
 error_case('10.5 a fragmented binary message', 1003, qr/binary/i,

@@ -20,7 +20,7 @@ use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use StreamTest;
-use StreamTest::WebSocket qw(:op build_frame);
+use StreamTest::WebSocket qw(:op build_frame require_upgrade);
 
 my $F = StreamTest::timeout_factor();
 my $SECRET = 'ws-test-secret';
@@ -235,13 +235,7 @@ publish('live', 'l1', 'l2');
 
 {
     my ($ws, $r) = ws_open('/ws?id=live&from=0');
-    if (!is($r->{status}, 101, 'handshake: 101')) {
-        diag(explain($r));
-        diag('the WebSocket endpoint does not answer: nothing more to test');
-        $t->stop;
-        done_testing;
-        exit;
-    }
+    require_upgrade($t, $r);
     ok($r->{accept_ok}, '101: Sec-WebSocket-Accept matches the key')
         or diag("expected $r->{expected_accept}, got "
                 . ($r->{headers}{'sec-websocket-accept'} // 'none'));
