@@ -51,27 +51,9 @@ ngx_http_streaming_control_handler(ngx_http_request_t *r)
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_streaming_module);
 
     if (r->method == NGX_HTTP_POST) {
-        if (r->headers_in.content_length_n > (off_t) slcf->max_chunk) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "streaming: control message of %O bytes is over "
-                          "streaming_max_chunk",
-                          r->headers_in.content_length_n);
-
-            return ngx_http_streaming_send_error(r,
-                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                           "PAYLOAD_TOO_LARGE",
-                                           "the message is over "
-                                           "streaming_max_chunk");
-        }
-
-        rc = ngx_http_read_client_request_body(r,
-                                           ngx_http_streaming_control_body);
-
-        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-            return rc;
-        }
-
-        return NGX_DONE;
+        return ngx_http_streaming_read_body_start(r, slcf->max_chunk,
+                                              "control message",
+                                              ngx_http_streaming_control_body);
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -132,15 +114,7 @@ ngx_http_streaming_control_post(ngx_http_request_t *r)
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "streaming: control message for \"%V\" is over "
-                      "streaming_max_chunk", &id);
-
-        return ngx_http_streaming_send_error(r,
-                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                           "PAYLOAD_TOO_LARGE",
-                                           "the message is over "
-                                           "streaming_max_chunk");
+        return ngx_http_streaming_send_too_large(r, "control message");
     }
 
     err = NULL;

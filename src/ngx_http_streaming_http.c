@@ -213,6 +213,53 @@ ngx_http_streaming_set_no_cache(ngx_http_request_t *r)
 
 
 /*
+ * Starts reading a request body of at most max bytes for the handler; a
+ * Content-Length over it is answered at once.  What the content handler
+ * returns.  "what" names the body in the answer and the log.
+ */
+ngx_int_t
+ngx_http_streaming_read_body_start(ngx_http_request_t *r, size_t max,
+    const char *what, ngx_http_client_body_handler_pt handler)
+{
+    ngx_int_t  rc;
+
+    if (r->headers_in.content_length_n > (off_t) max) {
+        return ngx_http_streaming_send_too_large(r, what);
+    }
+
+    rc = ngx_http_read_client_request_body(r, handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+/* 413 PAYLOAD_TOO_LARGE for a body over streaming_max_chunk */
+ngx_int_t
+ngx_http_streaming_send_too_large(ngx_http_request_t *r, const char *what)
+{
+    u_char  *p;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "streaming: %s is over streaming_max_chunk", what);
+
+    p = ngx_pnalloc(r->pool, sizeof("the  is over streaming_max_chunk")
+                             + ngx_strlen(what));
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(p, "the %s is over streaming_max_chunk%Z", what);
+
+    return ngx_http_streaming_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                         "PAYLOAD_TOO_LARGE", (char *) p);
+}
+
+
+/*
  * The whole request body in one piece (empty when there is none);
  * NGX_DECLINED when it is over max bytes.
  */

@@ -34,6 +34,10 @@ ngx_int_t ngx_http_streaming_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *content_type, ngx_chain_t *body, off_t size);
 ngx_int_t ngx_http_streaming_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
+ngx_int_t ngx_http_streaming_read_body_start(ngx_http_request_t *r,
+    size_t max, const char *what, ngx_http_client_body_handler_pt handler);
+ngx_int_t ngx_http_streaming_send_too_large(ngx_http_request_t *r,
+    const char *what);
 ngx_int_t ngx_http_streaming_read_body(ngx_http_request_t *r,
     ngx_str_t *body, size_t max);
 ngx_int_t ngx_http_streaming_request_id(ngx_http_request_t *r,

@@ -86,28 +86,11 @@ ngx_http_streaming_publish_handler(ngx_http_request_t *r)
         return ngx_http_streaming_publish_end(r, slcf->publish->data, &id);
     }
 
-    if (r->headers_in.content_length_n > (off_t) slcf->max_chunk) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "streaming: publish body of %O bytes is over "
-                      "streaming_max_chunk", r->headers_in.content_length_n);
-
-        return ngx_http_streaming_send_error(r,
-                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                           "PAYLOAD_TOO_LARGE",
-                                           "the body is over "
-                                           "streaming_max_chunk");
-    }
-
     /* the whole body first (HTTP/2 too), then the stream is touched */
 
-    rc = ngx_http_read_client_request_body(r,
-                                           ngx_http_streaming_publish_body);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
+    return ngx_http_streaming_read_body_start(r, slcf->max_chunk,
+                                              "publish body",
+                                              ngx_http_streaming_publish_body);
 }
 
 
@@ -138,15 +121,8 @@ ngx_http_streaming_publish_body(ngx_http_request_t *r)
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "streaming: publish body for \"%V\" is over "
-                      "streaming_max_chunk", &id);
-
-        ngx_http_finalize_request(r, ngx_http_streaming_send_error(r,
-                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                           "PAYLOAD_TOO_LARGE",
-                                           "the body is over "
-                                           "streaming_max_chunk"));
+        ngx_http_finalize_request(r,
+                          ngx_http_streaming_send_too_large(r, "publish body"));
         return;
     }
 
