@@ -302,12 +302,14 @@ if ($o{perf} && system('sh', '-c', 'command -v perf >/dev/null') == 0) {
         stop_pid($ppid, 'INT', 30);
         untrack_pid($ppid);
         next unless -s $pf;
-        my $rep = `perf report -i '$pf' --stdio --no-children --sort dso,sym `
-                  . `--percent-limit 0.7 -g none 2>/dev/null`;
+        my $cmd = "perf report -i '$pf' --stdio --no-children --sort dso,sym "
+                . "--percent-limit 0.7 -g none 2>/dev/null";
+        my $rep = `$cmd`;
         my @lines = grep { /^\s+\d/ } split /\n/, $rep;
         $perf{$loc} = [ @lines[0 .. ($#lines < 34 ? $#lines : 34)] ];
-        my $dso = `perf report -i '$pf' --stdio --no-children --sort dso `
-                  . `-g none 2>/dev/null`;
+        $cmd = "perf report -i '$pf' --stdio --no-children --sort dso "
+             . "-g none 2>/dev/null";
+        my $dso = `$cmd`;
         $perf{"$loc-dso"} = [ grep { /^\s+\d/ } split /\n/, $dso ];
     }
     $errlog->take('perf runs');
