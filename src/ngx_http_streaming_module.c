@@ -1128,8 +1128,9 @@ static void
 ngx_http_streaming_sweep(ngx_event_t *ev)
 {
     uint64_t                          now;
-    ngx_uint_t                        i;
-    ngx_http_streaming_zone_t       **zones;
+    ngx_pid_t                         pids[NGX_HTTP_STREAMING_WORKERS];
+    ngx_uint_t                        i, k, n;
+    ngx_http_streaming_zone_t        *zone, **zones;
     ngx_http_streaming_main_conf_t   *smcf;
 
     if (ngx_exiting) {
@@ -1141,11 +1142,32 @@ ngx_http_streaming_sweep(ngx_event_t *ev)
     now = ngx_http_streaming_store_now();
 
     for (i = 0; i < smcf->zones.nelts; i++) {
-        ngx_http_streaming_store_lock(zones[i]);
-        (void) ngx_http_streaming_store_expire_locked(zones[i], now);
-        ngx_http_streaming_store_unlock(zones[i]);
+        zone = zones[i];
 
-        ngx_http_streaming_reap(zones[i], ev->log);
+        ngx_http_streaming_store_lock(zone);
+
+        (void) ngx_http_streaming_store_expire_locked(zone, now);
+
+        n = 0;
+
+        if (zone->ended) {
+            /* streams that ended idle: every worker's readers look */
+            zone->ended = 0;
+
+            for (k = 0; k < NGX_HTTP_STREAMING_WORKERS; k++) {
+                if (zone->sh->workers[k]) {
+                    pids[n++] = zone->sh->workers[k];
+                }
+            }
+        }
+
+        ngx_http_streaming_store_unlock(zone);
+
+        if (n) {
+            ngx_http_streaming_ring(zone, pids, n);
+        }
+
+        ngx_http_streaming_reap(zone, ev->log);
     }
 
     ngx_add_timer(ev, smcf->sweep);

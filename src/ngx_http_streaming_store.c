@@ -849,7 +849,8 @@ ngx_http_streaming_store_checkpoint_locked(ngx_http_streaming_stream_t *st,
 /*
  * Ends streams idle for longer than idle_timeout and removes finished
  * streams older than ttl; a bounded amount of work per call, since the
- * zone is locked.  Returns how many streams it ended or removed.
+ * zone is locked.  Returns how many streams it ended or removed; sets
+ * zone->ended when an ended stream had subscribers to tell.
  */
 ngx_uint_t
 ngx_http_streaming_store_expire_locked(ngx_http_streaming_zone_t *zone,
@@ -876,6 +877,11 @@ ngx_http_streaming_store_expire_locked(ngx_http_streaming_zone_t *zone,
 
         if (st->updated + zone->idle_timeout > now) {
             break;
+        }
+
+        if (st->subscribers) {
+            /* they are told by this worker's next sweep */
+            zone->ended = 1;
         }
 
         ngx_http_streaming_store_finish_locked(zone, st,

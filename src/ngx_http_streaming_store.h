@@ -177,6 +177,8 @@ typedef struct {
     /* this worker's own: what waits for news of the zone, its doorbell */
     ngx_queue_t                     waiters;
     ngx_connection_t               *doorbell;
+    ngx_uint_t                      ended;      /* streams ended by expiry
+                                                   have readers to tell */
 } ngx_http_streaming_zone_t;
 
 

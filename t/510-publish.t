@@ -18,6 +18,7 @@ my $t = StreamTest->new(workers => 2);
 $t->http_config(<<'EOF');
 streaming_zone pub 8m;
 streaming_zone small 4m buffer=4k;
+streaming_zone quiet 1m idle_timeout=1s;
 EOF
 $t->server_config(<<'EOF');
 add_header X-Pid $pid always;
@@ -36,6 +37,11 @@ location = /small { streaming_publish small; }
 location = /small-sub { streaming_subscribe small; streaming_window 2; }
 location = /small-ctl { streaming_control small; }
 location = /status { streaming_status; }
+location = /quiet { streaming_publish quiet; }
+location = /quiet-sub {
+    streaming_subscribe quiet;
+    streaming_heartbeat 30s;
+}
 EOF
 $t->start;
 
@@ -333,6 +339,49 @@ sub state_of {
     $t->put('/pub?id=d3', '');
     $r = j($t->delete('/pub?id=d3'));
     is($r->{json}{status}, 'completed', 'DELETE: completed by default');
+}
+
+# --- a publisher that goes silent ---------------------------------------------
+# idle_timeout ends the stream from a worker's sweep, not from a request:
+# the subscribers on both workers are told then, not at their next
+# heartbeat (30 s here)
+
+{
+    $t->put('/quiet?id=q1', '');
+    $t->post('/quiet?id=q1', 'x');
+    my (@s, %pids);
+    # until both workers hold some (the kernel picks the worker)
+    for my $n (1 .. 40) {
+        last if $n > 6 && keys %pids > 1;
+        my $s = $t->stream('GET', '/quiet-sub?id=q1&format=ndjson',
+                           timeout => 15);
+        my $h = $s->read_headers(3) || {};
+        $pids{ $h->{headers}{'x-pid'} // '' }++;
+        push @s, $s;
+    }
+    my $start = time;
+    my $deadline = $start + 10 * $F;
+    my (%end, %code);
+    while (time < $deadline && keys %end < @s) {
+        for my $i (0 .. $#s) {
+            next if $end{$i};
+            for my $m (map { json_decode($_) } $s[$i]->read_lines(100, 0.02)) {
+                next unless $m->{type} eq 'stream-status'
+                            && $m->{payload}{status} eq 'error';
+                $end{$i} = time - $start;
+                $code{$i} = $m->{payload}{error}{code};
+            }
+        }
+    }
+    is(scalar(keys %end), scalar(@s), 'idle end: every subscriber told');
+    is_deeply([ sort { $a cmp $b } values %code ],
+              [ ('IDLE_TIMEOUT') x @s ], 'idle end: IDLE_TIMEOUT');
+    my $last = (sort { $b <=> $a } values %end)[0] // 99;
+    cmp_ok($last, '<', 5 * $F,
+           sprintf('idle end: told within %.2f s of a 1 s idle timeout '
+                   . '(heartbeat 30 s)', $last));
+    is(scalar(keys %pids), 2, 'idle end: subscribers on both workers');
+    $_->close for @s;
 }
 
 $t->stop;
