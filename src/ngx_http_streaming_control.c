@@ -315,7 +315,7 @@ ngx_http_streaming_control_apply(ngx_http_request_t *r, ngx_str_t *id,
                       "streaming: stream \"%V\": %s", id,
                       ngx_http_streaming_command_names[msg->command]);
 
-        ngx_http_streaming_ring(zone, pids, n);
+        ngx_http_streaming_ring(zone, st, pids, n);
     }
 
     if (out.failed) {

@@ -645,7 +645,10 @@ ngx_http_streaming_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     zone->name = value[1];
     zone->size = size;
-    ngx_queue_init(&zone->waiters);
+    for (i = 0; i < NGX_HTTP_STREAMING_WAIT_BUCKETS; i++) {
+        ngx_queue_init(&zone->waiters[i]);
+    }
+
     zone->buffer = NGX_HTTP_STREAMING_DEFAULT_BUFFER;
     zone->ttl = NGX_HTTP_STREAMING_DEFAULT_TTL;
     zone->idle_timeout = NGX_HTTP_STREAMING_DEFAULT_IDLE_TIMEOUT;
@@ -1164,7 +1167,7 @@ ngx_http_streaming_sweep(ngx_event_t *ev)
         ngx_http_streaming_store_unlock(zone);
 
         if (n) {
-            ngx_http_streaming_ring(zone, pids, n);
+            ngx_http_streaming_ring(zone, NULL, pids, n);
         }
 
         ngx_http_streaming_reap(zone, ev->log);
@@ -1314,5 +1317,5 @@ ngx_http_streaming_reap(ngx_http_streaming_zone_t *zone, ngx_log_t *log)
         /* void */
     }
 
-    ngx_http_streaming_ring(zone, live, n);
+    ngx_http_streaming_ring(zone, NULL, live, n);
 }

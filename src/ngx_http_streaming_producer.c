@@ -596,6 +596,7 @@ ngx_http_streaming_producer_header_filter(ngx_http_request_t *r)
 
     ctx->waiter.wake = ngx_http_streaming_producer_wake;
     ctx->waiter.data = r;
+    ctx->waiter.key = ctx->st;
     ngx_http_streaming_waiter_add(ctx->zone, &ctx->waiter);
 
     if (ctx->conf->heartbeat) {
@@ -1035,7 +1036,7 @@ ngx_http_streaming_producer_chunk(ngx_http_request_t *r,
     ngx_http_streaming_store_unlock(ctx->zone);
 
     if (ring) {
-        ngx_http_streaming_ring(ctx->zone, pids, npids);
+        ngx_http_streaming_ring(ctx->zone, st, pids, npids);
     }
 
     if (passthrough && ctx->enc.sse) {
@@ -1160,7 +1161,7 @@ ngx_http_streaming_producer_finish(ngx_http_request_t *r,
     ngx_http_streaming_store_unlock(ctx->zone);
 
     if (ring) {
-        ngx_http_streaming_ring(ctx->zone, pids, npids);
+        ngx_http_streaming_ring(ctx->zone, st, pids, npids);
     }
 
     if (msg.code.len) {

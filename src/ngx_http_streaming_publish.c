@@ -341,7 +341,7 @@ ngx_http_streaming_publish_append(ngx_http_request_t *r,
 
     ngx_http_streaming_store_unlock(zone);
 
-    ngx_http_streaming_ring(zone, pids, n);
+    ngx_http_streaming_ring(zone, st, pids, n);
 
     if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -584,7 +584,7 @@ ngx_http_streaming_publish_end(ngx_http_request_t *r,
 
     ngx_http_streaming_store_unlock(zone);
 
-    ngx_http_streaming_ring(zone, pids, n);
+    ngx_http_streaming_ring(zone, st, pids, n);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "streaming: publisher ended \"%V\": %V", id,

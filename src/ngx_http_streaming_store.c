@@ -12,6 +12,8 @@
 #include "ngx_http_streaming_store.h"
 
 
+static void ngx_http_streaming_store_news_drop_locked(
+    ngx_http_streaming_shctx_t *sh, ngx_pid_t pid);
 static void ngx_http_streaming_store_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static void *ngx_http_streaming_store_alloc_locked(
@@ -929,9 +931,114 @@ ngx_http_streaming_store_worker_add_locked(ngx_http_streaming_zone_t *zone,
 
         if (workers[i] == 0) {
             workers[i] = pid;
+            zone->sh->news_all &= ~((uint64_t) 1 << i);
             return;
         }
     }
+}
+
+
+/* the worker pid will be rung about the stream (NULL: about anything) */
+void
+ngx_http_streaming_store_news_locked(ngx_http_streaming_zone_t *zone,
+    ngx_pid_t pid, void *st)
+{
+    uint64_t                     bit;
+    ngx_uint_t                   i;
+    ngx_http_streaming_shctx_t  *sh;
+
+    sh = zone->sh;
+
+    for (i = 0; i < NGX_HTTP_STREAMING_WORKERS; i++) {
+        if (sh->workers[i] == pid) {
+            break;
+        }
+    }
+
+    if (i == NGX_HTTP_STREAMING_WORKERS) {
+        /* not one of the zone's: its doorbell makes it look at all */
+        return;
+    }
+
+    bit = (uint64_t) 1 << i;
+
+    if (sh->news_all & bit) {
+        return;
+    }
+
+    if (st == NULL || sh->nnews == NGX_HTTP_STREAMING_NEWS) {
+        sh->news_all |= bit;
+        return;
+    }
+
+    for (i = 0; i < sh->nnews; i++) {
+        if (sh->news[i].pid == pid && sh->news[i].stream == st) {
+            return;
+        }
+    }
+
+    sh->news[sh->nnews].pid = pid;
+    sh->news[sh->nnews].stream = st;
+    sh->nnews++;
+}
+
+
+/* a dead worker's news goes */
+static void
+ngx_http_streaming_store_news_drop_locked(ngx_http_streaming_shctx_t *sh,
+    ngx_pid_t pid)
+{
+    ngx_uint_t  i, j;
+
+    for (i = 0, j = 0; i < sh->nnews; i++) {
+        if (sh->news[i].pid != pid) {
+            sh->news[j++] = sh->news[i];
+        }
+    }
+
+    sh->nnews = j;
+}
+
+
+/*
+ * This worker's news, taken: how many streams went to "streams"
+ * (NGX_HTTP_STREAMING_NEWS at most), and *all when it must look at all.
+ */
+ngx_uint_t
+ngx_http_streaming_store_news_take_locked(ngx_http_streaming_zone_t *zone,
+    void **streams, ngx_uint_t *all)
+{
+    uint64_t                     bit;
+    ngx_uint_t                   i, n;
+    ngx_http_streaming_shctx_t  *sh;
+
+    sh = zone->sh;
+
+    for (i = 0; i < NGX_HTTP_STREAMING_WORKERS; i++) {
+        if (sh->workers[i] == ngx_pid) {
+            break;
+        }
+    }
+
+    *all = 1;
+
+    if (i < NGX_HTTP_STREAMING_WORKERS) {
+        bit = (uint64_t) 1 << i;
+        *all = (sh->news_all & bit) ? 1 : 0;
+        sh->news_all &= ~bit;
+    }
+
+    n = 0;
+
+    for (i = 0; i < sh->nnews; i++) {
+        if (sh->news[i].pid == ngx_pid) {
+            streams[n++] = sh->news[i].stream;
+        }
+    }
+
+    ngx_http_streaming_store_news_drop_locked(sh, ngx_pid);
+
+    return n;
 }
 
 
@@ -973,6 +1080,8 @@ ngx_http_streaming_store_reap_locked(ngx_http_streaming_zone_t *zone,
 
         dead = sh->workers[i];
         sh->workers[i] = 0;
+        sh->news_all &= ~((uint64_t) 1 << i);
+        ngx_http_streaming_store_news_drop_locked(sh, dead);
         n++;
 
         root = sh->rbtree.root;

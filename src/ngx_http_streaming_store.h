@@ -21,7 +21,7 @@
 
 
 #define NGX_HTTP_STREAMING_ZONE_MAGIC    0x5354524dU    /* "STRM" */
-#define NGX_HTTP_STREAMING_ZONE_LAYOUT   5
+#define NGX_HTTP_STREAMING_ZONE_LAYOUT   6
 
 #define NGX_HTTP_STREAMING_TYPE_MAX      127
 #define NGX_HTTP_STREAMING_CODE_MAX      32
@@ -134,6 +134,20 @@ typedef struct {
 } ngx_http_streaming_totals_t;
 
 
+
+/*
+ * What the workers are rung about: a stream with news for a worker, in a
+ * short list all workers share; a worker whose news did not fit (or was
+ * not of one stream) has its bit in news_all and looks at everything.
+ */
+#define NGX_HTTP_STREAMING_NEWS          32
+#define NGX_HTTP_STREAMING_WAIT_BUCKETS  64
+
+typedef struct {
+    ngx_pid_t                       pid;
+    void                           *stream;
+} ngx_http_streaming_news_t;
+
 /*
  * The zone header.  Everything here is position independent within the
  * zone (no function or per-cycle pointers are dereferenced from it), so that
@@ -156,6 +170,11 @@ typedef struct {
     /* the workers that use the zone, to notice one that died */
     ngx_pid_t                       workers[NGX_HTTP_STREAMING_WORKERS];
 
+    /* what the workers are rung about (a doorbell only says "look") */
+    uint64_t                        news_all;   /* by workers[] slot */
+    ngx_uint_t                      nnews;
+    ngx_http_streaming_news_t       news[NGX_HTTP_STREAMING_NEWS];
+
     ngx_http_streaming_totals_t     totals;
 } ngx_http_streaming_shctx_t;
 
@@ -174,8 +193,8 @@ typedef struct {
     ngx_msec_t                      ttl;
     ngx_msec_t                      idle_timeout;
 
-    /* this worker's own: what waits for news of the zone, its doorbell */
-    ngx_queue_t                     waiters;
+    /* this worker's own: what waits for news, by stream; its doorbell */
+    ngx_queue_t                     waiters[NGX_HTTP_STREAMING_WAIT_BUCKETS];
     ngx_connection_t               *doorbell;
     ngx_uint_t                      ended;      /* streams ended by expiry
                                                    have readers to tell */
@@ -264,6 +283,10 @@ ngx_uint_t ngx_http_streaming_store_expire_locked(
     ngx_http_streaming_zone_t *zone, uint64_t now);
 void ngx_http_streaming_store_worker_add_locked(
     ngx_http_streaming_zone_t *zone, ngx_pid_t pid);
+void ngx_http_streaming_store_news_locked(ngx_http_streaming_zone_t *zone,
+    ngx_pid_t pid, void *st);
+ngx_uint_t ngx_http_streaming_store_news_take_locked(
+    ngx_http_streaming_zone_t *zone, void **streams, ngx_uint_t *all);
 ngx_uint_t ngx_http_streaming_store_reap_locked(
     ngx_http_streaming_zone_t *zone, ngx_pid_t *live);
 

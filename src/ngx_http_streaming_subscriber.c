@@ -51,6 +51,8 @@ static ngx_http_streaming_stream_t *ngx_http_streaming_subscriber_stream(
 static ngx_int_t ngx_http_streaming_subscriber_expired(ngx_http_request_t *r,
     uint64_t first);
 static void ngx_http_streaming_doorbell(ngx_event_t *ev);
+static void ngx_http_streaming_wake(ngx_http_streaming_zone_t *zone,
+    void *st);
 static void ngx_http_streaming_exit_watch_handler(ngx_event_t *ev);
 
 
@@ -544,6 +546,7 @@ ngx_http_streaming_subscriber_attach(ngx_http_request_t *r,
 
     ctx->waiter.wake = ngx_http_streaming_subscriber_wake;
     ctx->waiter.data = ctx;
+    ctx->waiter.key = ctx->st;
 
     ngx_http_streaming_waiter_add(zone, &ctx->waiter);
 
@@ -596,7 +599,7 @@ ngx_http_streaming_subscriber_detach(ngx_http_streaming_subscriber_t *ctx)
     ctx->sub = NULL;
 
     if (wake) {
-        ngx_http_streaming_ring(ctx->zone, &producer, 1);
+        ngx_http_streaming_ring(ctx->zone, st, &producer, 1);
     }
 }
 
@@ -652,7 +655,11 @@ void
 ngx_http_streaming_waiter_add(ngx_http_streaming_zone_t *zone,
     ngx_http_streaming_waiter_t *w)
 {
-    ngx_queue_insert_tail(&zone->waiters, &w->queue);
+    ngx_uint_t  b;
+
+    b = ngx_http_streaming_wait_bucket(w->key);
+
+    ngx_queue_insert_tail(&zone->waiters[b], &w->queue);
 }
 
 
@@ -667,33 +674,78 @@ ngx_http_streaming_waiter_remove(ngx_http_streaming_waiter_t *w)
 
 
 /*
- * News of a stream: its other workers are rung, and whatever waits in this
- * worker looks.
+ * News of a stream (NULL: of anything): its workers are told which
+ * stream and rung, and what waits for it in this worker looks.
  */
 void
-ngx_http_streaming_ring(ngx_http_streaming_zone_t *zone, ngx_pid_t *pids,
-    ngx_uint_t n)
+ngx_http_streaming_ring(ngx_http_streaming_zone_t *zone, void *st,
+    ngx_pid_t *pids, ngx_uint_t n)
 {
-    ngx_uint_t                    i;
-    ngx_queue_t                  *q, *next;
-    ngx_http_streaming_waiter_t  *w;
+    ngx_uint_t  i, remote;
+
+    remote = 0;
 
     for (i = 0; i < n; i++) {
-        if (pids[i] != ngx_pid && zone->doorbell) {
-            (void) ngx_http_streaming_notify_ring(zone->doorbell,
-                                                  zone->sh->nonce,
-                                                  sizeof(zone->sh->nonce),
-                                                  pids[i]);
+        if (pids[i] != ngx_pid) {
+            remote++;
         }
     }
 
-    for (q = ngx_queue_head(&zone->waiters);
-         q != ngx_queue_sentinel(&zone->waiters);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        w = ngx_queue_data(q, ngx_http_streaming_waiter_t, queue);
-        w->wake(w);
+    if (remote && zone->doorbell) {
+        ngx_http_streaming_store_lock(zone);
+
+        for (i = 0; i < n; i++) {
+            if (pids[i] != ngx_pid) {
+                ngx_http_streaming_store_news_locked(zone, pids[i], st);
+            }
+        }
+
+        ngx_http_streaming_store_unlock(zone);
+
+        for (i = 0; i < n; i++) {
+            if (pids[i] != ngx_pid) {
+                (void) ngx_http_streaming_notify_ring(zone->doorbell,
+                                                      zone->sh->nonce,
+                                                      sizeof(zone->sh->nonce),
+                                                      pids[i]);
+            }
+        }
+    }
+
+    ngx_http_streaming_wake(zone, st);
+}
+
+
+/* what waits in this worker for news of the stream (NULL: all) looks */
+static void
+ngx_http_streaming_wake(ngx_http_streaming_zone_t *zone, void *st)
+{
+    ngx_uint_t                    b, first, last;
+    ngx_queue_t                  *q, *next, *h;
+    ngx_http_streaming_waiter_t  *w;
+
+    if (st) {
+        first = ngx_http_streaming_wait_bucket(st);
+        last = first;
+
+    } else {
+        first = 0;
+        last = NGX_HTTP_STREAMING_WAIT_BUCKETS - 1;
+    }
+
+    for (b = first; b <= last; b++) {
+        h = &zone->waiters[b];
+
+        for (q = ngx_queue_head(h); q != ngx_queue_sentinel(h); q = next) {
+            next = ngx_queue_next(q);
+            w = ngx_queue_data(q, ngx_http_streaming_waiter_t, queue);
+
+            /* a bucket holds other streams' too */
+
+            if (st == NULL || w->key == st) {
+                w->wake(w);
+            }
+        }
     }
 }
 
@@ -775,8 +827,25 @@ ngx_http_streaming_doorbell(ngx_event_t *ev)
     c = ev->data;
     zone = c->data;
 
+    ngx_uint_t   i, n, all;
+    void        *streams[NGX_HTTP_STREAMING_NEWS];
+
     ngx_http_streaming_notify_drain(c);
-    ngx_http_streaming_ring(zone, NULL, 0);
+
+    /* what this worker was rung about */
+
+    ngx_http_streaming_store_lock(zone);
+    n = ngx_http_streaming_store_news_take_locked(zone, streams, &all);
+    ngx_http_streaming_store_unlock(zone);
+
+    if (all) {
+        ngx_http_streaming_wake(zone, NULL);
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        ngx_http_streaming_wake(zone, streams[i]);
+    }
 }
 
 
@@ -968,7 +1037,7 @@ ngx_http_streaming_subscriber_deliver_some(
     ctx->req.status = ctx->seen;
 
     if (wake) {
-        ngx_http_streaming_ring(ctx->zone, &producer, 1);
+        ngx_http_streaming_ring(ctx->zone, st, &producer, 1);
     }
 
     if (report) {

@@ -34,10 +34,16 @@
 typedef struct ngx_http_streaming_waiter_s  ngx_http_streaming_waiter_t;
 
 struct ngx_http_streaming_waiter_s {
-    ngx_queue_t                     queue;      /* zone->waiters */
+    ngx_queue_t                     queue;      /* zone->waiters[] */
     void                          (*wake)(ngx_http_streaming_waiter_t *w);
     void                           *data;
+    void                           *key;        /* the stream it waits on */
 };
+
+
+/* where a stream's waiters are: its address in the zone, hashed */
+#define ngx_http_streaming_wait_bucket(st)                                   \
+    ((ngx_uint_t) (((uintptr_t) (st) / 64) % NGX_HTTP_STREAMING_WAIT_BUCKETS))
 
 
 typedef struct {
@@ -152,7 +158,7 @@ void ngx_http_streaming_status_msg(ngx_http_streaming_stream_t *st,
 void ngx_http_streaming_waiter_add(ngx_http_streaming_zone_t *zone,
     ngx_http_streaming_waiter_t *w);
 void ngx_http_streaming_waiter_remove(ngx_http_streaming_waiter_t *w);
-void ngx_http_streaming_ring(ngx_http_streaming_zone_t *zone,
+void ngx_http_streaming_ring(ngx_http_streaming_zone_t *zone, void *st,
     ngx_pid_t *pids, ngx_uint_t n);
 
 ngx_int_t ngx_http_streaming_subscriber_init_process(ngx_cycle_t *cycle,

@@ -857,7 +857,7 @@ ngx_http_streaming_websocket_control(ngx_http_streaming_websocket_t *ws,
         ngx_http_streaming_websocket_respond(ws, &msg->message_id,
                                              ws->state.first, NULL, NULL);
 
-        ngx_http_streaming_ring(ws->zone, pids, n);
+        ngx_http_streaming_ring(ws->zone, st, pids, n);
     }
 
     ngx_http_streaming_out_recycle(&ws->state);
