@@ -391,6 +391,11 @@ sub last_seq {
         is(last_seq($c{$name}), $last, "pause: $name got up to $last");
     }
 
+    # the upstream fills the socket buffers first (slowly, on a loaded
+    # machine): once its writes block, nothing more may leave it
+    my $bdeadline = time + 5 * $F;
+    sleep 0.05 while time < $bdeadline
+                     && (mock_stream('pz1')->{state} // '') ne 'blocked';
     my $m1 = mock_stream('pz1');
     sleep 0.3;
     my $m2 = mock_stream('pz1');
