@@ -25,6 +25,9 @@
 /* ended streams a socket remembers: acks in flight for them are no error */
 #define NGX_HTTP_STREAMING_WS_ENDED      8
 
+/* a client message's strings (ids, token, reason) */
+#define NGX_HTTP_STREAMING_WS_MESSAGE_POOL  1024
+
 /* the socket's read buffer */
 #define NGX_HTTP_STREAMING_WS_READ_SIZE  4096
 
@@ -696,9 +699,13 @@ ngx_http_streaming_websocket_message(ngx_http_streaming_websocket_t *ws,
 
     c = ws->request->connection;
 
-    /* a pool per message: a long connection does not grow */
+    /*
+     * a pool per message, so a long connection does not grow; it holds
+     * only the message's strings (jansson allocates its own), so it is
+     * small: every ack passes here
+     */
 
-    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, c->log);
+    pool = ngx_create_pool(NGX_HTTP_STREAMING_WS_MESSAGE_POOL, c->log);
     if (pool == NULL) {
         ngx_http_streaming_websocket_close(ws,
                                        NGX_HTTP_STREAMING_WS_INTERNAL_ERROR,
